@@ -1,0 +1,120 @@
+/// How long a message body is (RFC 9112 section 6.3). Ambiguous framing is rejected, never guessed:
+/// these rules are what stands between a proxy and request smuggling.
+module HttpUtil.Core.Framing
+
+open System
+
+/// How a message body is delimited on the wire.
+type BodyLength =
+    /// No body at all (not even an empty chunked one).
+    | NoBody
+    /// Exactly this many bytes (0 is allowed and means an empty body).
+    | ContentLength of int64
+    /// Chunked transfer coding: chunks until the last-chunk, then trailers.
+    | Chunked
+    /// Everything until the peer closes the connection (responses only).
+    | UntilClose
+
+let private err kind message = Error(HttpError.create kind 0L message)
+
+/// The value of the Content-Length fields: absent, one valid value (repeated identical values,
+/// in one field as a list or in several fields, count as one), or an error.
+let contentLength (headers: Headers) : Result<int64 voption, HttpError> =
+    match Headers.getAll "Content-Length" headers with
+    | [] -> Ok ValueNone
+    | values ->
+        let parse (s: string) =
+            let t = s.Trim(' ', '\t')
+
+            if t.Length = 0 || t.Length > 19 || not (t |> Seq.forall Char.IsAsciiDigit) then
+                err ErrorKind.InvalidContentLength (sprintf "Content-Length %A is not 1*DIGIT within a 64-bit length (RFC 9110 section 8.6)" s)
+            else
+                match Int64.TryParse(t, Globalization.NumberStyles.None, Globalization.CultureInfo.InvariantCulture) with
+                | true, n -> Ok n
+                | _ -> err ErrorKind.InvalidContentLength (sprintf "Content-Length %s does not fit a 64-bit length (RFC 9110 section 8.6)" t)
+
+        let elements = values |> List.collect (fun v -> v.Split(',') |> List.ofArray)
+
+        let rec check (acc: int64 voption) rest =
+            match rest with
+            | [] -> Ok acc
+            | x :: xs ->
+                match parse x with
+                | Error e -> Error e
+                | Ok n ->
+                    match acc with
+                    | ValueSome m when m <> n ->
+                        err ErrorKind.DifferingContentLengths (sprintf "Content-Length values %d and %d differ; the message framing is ambiguous (RFC 9112 section 6.3)" m n)
+                    | _ -> check (ValueSome n) xs
+
+        check ValueNone elements
+
+/// The transfer codings of the Transfer-Encoding fields, in order, lower-cased (parameters dropped).
+let transferCodings (headers: Headers) =
+    Headers.listValues "Transfer-Encoding" headers
+    |> List.map (fun c ->
+        let semi = c.IndexOf(';')
+        (if semi >= 0 then c.Substring(0, semi) else c).Trim(' ', '\t').ToLowerInvariant())
+
+/// True when chunked is the final transfer coding.
+let private chunkedLast codings =
+    match List.tryLast codings with
+    | Some "chunked" -> true
+    | _ -> false
+
+let private checkCodings codings =
+    let chunkedCount = codings |> List.filter ((=) "chunked") |> List.length
+
+    if codings |> List.exists (fun c -> not (CharClass.isToken c)) then
+        err ErrorKind.UnsupportedTransferCoding "Transfer-Encoding holds an element that is not a token (RFC 9112 section 6.1)"
+    elif chunkedCount > 1 || (chunkedCount = 1 && not (chunkedLast codings)) then
+        err ErrorKind.UnsupportedTransferCoding "chunked must be applied once and last (RFC 9112 section 6.1)"
+    else
+        Ok()
+
+/// The common rules: Transfer-Encoding wins only when alone; TE with CL, TE in HTTP/1.0,
+/// and bad Content-Length are errors.
+let private framing (version: HttpVersion) (headers: Headers) (isRequest: bool) =
+    let hasTe = Headers.contains "Transfer-Encoding" headers
+
+    match contentLength headers with
+    | Error e -> Error e
+    | Ok cl ->
+        if hasTe && cl.IsSome then
+            err ErrorKind.TransferEncodingWithContentLength "Transfer-Encoding and Content-Length together; the framing is ambiguous and must be rejected (RFC 9112 sections 6.3 and 11.2)"
+        elif hasTe && version = Http10 then
+            err ErrorKind.TransferEncodingInHttp10 "Transfer-Encoding in an HTTP/1.0 message; the framing is faulty (RFC 9112 section 6.1)"
+        elif hasTe then
+            let codings = transferCodings headers
+
+            match checkCodings codings with
+            | Error e -> Error e
+            | Ok() ->
+                if chunkedLast codings then Ok Chunked
+                elif isRequest then
+                    err ErrorKind.UnsupportedTransferCoding "a request Transfer-Encoding must end with chunked (RFC 9112 section 6.3)"
+                else Ok UntilClose
+        else
+            match cl with
+            | ValueSome n -> Ok(ContentLength n)
+            | ValueNone -> Ok(if isRequest then NoBody else UntilClose)
+
+/// The body length of a request (RFC 9112 section 6.3, rules 3 to 6).
+let requestBody (head: RequestHead) : Result<BodyLength, HttpError> =
+    framing head.Version head.Headers true
+
+/// True when a response to `requestMethod` with `status` never has a body: HEAD, 1xx, 204, 304,
+/// and 2xx to CONNECT (the connection becomes a tunnel).
+let responseHasNoBody (requestMethod: string) (status: int) =
+    requestMethod = "HEAD"
+    || (status >= 100 && status < 200)
+    || status = 204
+    || status = 304
+    || (requestMethod = "CONNECT" && status >= 200 && status < 300)
+
+/// The body length of a response to a request with method `requestMethod` (RFC 9112 section 6.3,
+/// rules 1 to 7). Content-Length on a bodiless response describes the representation, not the
+/// body, and is not checked.
+let responseBody (requestMethod: string) (head: ResponseHead) : Result<BodyLength, HttpError> =
+    if responseHasNoBody requestMethod head.Status then Ok NoBody
+    else framing head.Version head.Headers false

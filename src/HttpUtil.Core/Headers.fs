@@ -1,0 +1,194 @@
+namespace HttpUtil.Core
+
+open System
+
+/// Character classes of RFC 9110 section 5.6.2 and RFC 9112, as total predicates over chars
+/// (a char stands for one byte: heads are decoded as Latin-1).
+module CharClass =
+    let private tcharTable =
+        let t = Array.zeroCreate<bool> 128
+
+        for c in "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" do
+            t[int c] <- true
+
+        t
+
+    /// tchar: the characters of a token (methods, field names, coding names).
+    let isTchar (c: char) = c < '\x80' && tcharTable[int c]
+
+    /// field-vchar, SP or HTAB: what may stand inside a field value (obs-text included).
+    let isFieldValueChar (c: char) =
+        (c >= ' ' && c <> '\x7f' && c <= '\xff') || c = '\t'
+
+    /// SP or HTAB (RFC 9110 OWS).
+    let isOws (c: char) = c = ' ' || c = '\t'
+
+    /// VCHAR: visible ASCII, what a request-target may hold.
+    let isVchar (c: char) = c > ' ' && c < '\x7f'
+
+    /// HEXDIG, either case.
+    let isHex (c: char) =
+        (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+
+    /// True when every char of a non-empty string is a tchar.
+    let isToken (s: string) =
+        not (String.IsNullOrEmpty s) && s |> Seq.forall isTchar
+
+    /// True when a string is a valid field value as it goes on the wire: field-vchar, SP and
+    /// HTAB only, and no whitespace at either end (RFC 9110 section 5.5).
+    let isFieldValue (s: string) =
+        not (obj.ReferenceEquals(s, null))
+        && s |> Seq.forall isFieldValueChar
+        && (s.Length = 0 || (not (isOws s[0]) && not (isOws s[s.Length - 1])))
+
+/// One field line: a name (case preserved as received) and its value (OWS trimmed).
+[<Struct; CustomEquality; NoComparison>]
+type HeaderField =
+    { Name: string
+      Value: string }
+
+    override this.ToString() = this.Name + ": " + this.Value
+
+    override this.Equals(o) =
+        match o with
+        | :? HeaderField as f -> String.Equals(this.Name, f.Name) && String.Equals(this.Value, f.Value)
+        | _ -> false
+
+    override this.GetHashCode() = HashCode.Combine(this.Name, this.Value)
+
+    interface IEquatable<HeaderField> with
+        member this.Equals f =
+            String.Equals(this.Name, f.Name) && String.Equals(this.Value, f.Value)
+
+/// An immutable, ordered, case-preserving list of field lines. Lookups compare names
+/// case-insensitively (ASCII); repeated fields keep their order. Every "change" returns a new value.
+[<Sealed>]
+type Headers private (fields: HeaderField[]) =
+    static let empty = Headers(Array.empty)
+
+    /// The empty list.
+    static member Empty = empty
+
+    /// A list that takes ownership of `fields` (the caller must not change the array afterwards).
+    static member internal Own(fields: HeaderField[]) =
+        if fields.Length = 0 then empty else Headers(fields)
+
+    /// A list holding a copy of `fields`, in order.
+    static member OfSeq(fields: seq<HeaderField>) = Headers.Own(Seq.toArray fields)
+
+    /// How many field lines.
+    member _.Count = fields.Length
+
+    /// The field line at `index` (0-based, in wire order). Throws ArgumentOutOfRangeException outside 0..Count-1.
+    member _.Item
+        with get (index: int) =
+            if index < 0 || index >= fields.Length then
+                raise (ArgumentOutOfRangeException(nameof index))
+
+            fields[index]
+
+    /// The field lines in wire order, as a read-only span over the list's own storage.
+    member _.AsSpan() = ReadOnlySpan<HeaderField>(fields)
+
+    /// The field lines in wire order.
+    member _.Fields: seq<HeaderField> = fields
+
+    override _.Equals(o) =
+        match o with
+        | :? Headers as h -> h.AsSpan().SequenceEqual(ReadOnlySpan<HeaderField>(fields))
+        | _ -> false
+
+    override _.GetHashCode() =
+        let mutable h = HashCode()
+
+        for f in fields do
+            h.Add f
+
+        h.ToHashCode()
+
+    override _.ToString() =
+        fields |> Array.map string |> String.concat "\r\n"
+
+    interface System.Collections.Generic.IEnumerable<HeaderField> with
+        member _.GetEnumerator() =
+            (fields :> System.Collections.Generic.IEnumerable<HeaderField>).GetEnumerator()
+
+    interface System.Collections.IEnumerable with
+        member _.GetEnumerator() = fields.GetEnumerator()
+
+/// Functions over `Headers`. Names are matched case-insensitively; nothing here throws.
+module Headers =
+    let private same (a: string) (b: string) =
+        String.Equals(a, b, StringComparison.OrdinalIgnoreCase)
+
+    /// The empty list.
+    let empty = Headers.Empty
+
+    /// A list of the given (name, value) pairs, in order.
+    let ofList (pairs: (string * string) list) =
+        pairs |> List.map (fun (n, v) -> { Name = n; Value = v }) |> Headers.OfSeq
+
+    /// The (name, value) pairs in order.
+    let toList (h: Headers) =
+        h.Fields |> Seq.map (fun f -> f.Name, f.Value) |> List.ofSeq
+
+    /// True when at least one field is called `name`.
+    let contains name (h: Headers) =
+        let span = h.AsSpan()
+        let mutable found = false
+        let mutable i = 0
+
+        while not found && i < span.Length do
+            found <- same span[i].Name name
+            i <- i + 1
+
+        found
+
+    /// The value of the first field called `name`, if any.
+    let tryGet name (h: Headers) =
+        h.Fields |> Seq.tryFind (fun f -> same f.Name name) |> Option.map (fun f -> f.Value)
+
+    /// The values of every field called `name`, in order (empty when there is none).
+    let getAll name (h: Headers) =
+        h.Fields |> Seq.filter (fun f -> same f.Name name) |> Seq.map (fun f -> f.Value) |> List.ofSeq
+
+    /// The list with one more field at the end.
+    let add name value (h: Headers) =
+        Headers.Own(Array.append (Seq.toArray h.Fields) [| { Name = name; Value = value } |])
+
+    /// The list without any field called `name`.
+    let remove name (h: Headers) =
+        Headers.Own(h.Fields |> Seq.filter (fun f -> not (same f.Name name)) |> Seq.toArray)
+
+    /// The list with every field called `name` replaced by one `name: value` at the place of the first
+    /// (or at the end when there was none).
+    let set name value (h: Headers) =
+        if contains name h then
+            let mutable placed = false
+
+            h.Fields
+            |> Seq.choose (fun f ->
+                if not (same f.Name name) then Some f
+                elif placed then None
+                else
+                    placed <- true
+                    Some { Name = name; Value = value })
+            |> Seq.toArray
+            |> Headers.Own
+        else
+            add name value h
+
+    /// Splits comma-separated list values of every field called `name` (RFC 9110 section 5.6.1):
+    /// elements trimmed of OWS, empty elements dropped, order kept.
+    let listValues name (h: Headers) =
+        getAll name h
+        |> List.collect (fun v -> v.Split(',') |> Array.map (fun s -> s.Trim(' ', '\t')) |> List.ofArray)
+        |> List.filter (fun s -> s.Length > 0)
+
+    /// The connection options of the `Connection` fields (RFC 9110 section 7.6.1), lower-cased.
+    let connectionTokens (h: Headers) =
+        listValues "Connection" h |> List.map (fun s -> s.ToLowerInvariant())
+
+    /// True when a `Connection` field lists `token` (compared case-insensitively).
+    let hasConnectionToken (token: string) (h: Headers) =
+        listValues "Connection" h |> List.exists (same token)

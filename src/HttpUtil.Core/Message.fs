@@ -1,0 +1,93 @@
+namespace HttpUtil.Core
+
+/// The two HTTP versions this library speaks.
+type HttpVersion =
+    /// HTTP/1.0: connections close after each exchange unless keep-alive is negotiated.
+    | Http10
+    /// HTTP/1.1: persistent connections by default.
+    | Http11
+
+    /// The version as it is written on the wire ("HTTP/1.0" or "HTTP/1.1").
+    member this.Text =
+        match this with
+        | Http10 -> "HTTP/1.0"
+        | Http11 -> "HTTP/1.1"
+
+/// The four forms of request-target (RFC 9112 section 3.2).
+type TargetForm =
+    /// `absolute-path [ "?" query ]`, the usual form: "/where?q=now".
+    | Origin
+    /// `absolute-URI`, sent to proxies: "http://www.example.org/pub/WWW/TheProject.html".
+    | Absolute
+    /// `uri-host ":" port`, only for CONNECT: "www.example.com:80".
+    | Authority
+    /// `"*"`, only for a server-wide OPTIONS.
+    | Asterisk
+
+/// A request's start line and fields, exactly as on the wire.
+type RequestHead =
+    {
+        /// The method token, case preserved ("GET", "PROPFIND"...).
+        Method: string
+        /// The raw request-target, byte for byte (never decoded or normalized).
+        Target: string
+        /// Which of the four forms `Target` is in.
+        Form: TargetForm
+        /// The protocol version.
+        Version: HttpVersion
+        /// The field lines, in order, names as received.
+        Headers: Headers
+    }
+
+/// A response's status line and fields, exactly as on the wire.
+type ResponseHead =
+    {
+        /// The protocol version.
+        Version: HttpVersion
+        /// The three-digit status code, 100 to 999.
+        Status: int
+        /// The reason phrase, possibly empty.
+        Reason: string
+        /// The field lines, in order, names as received.
+        Headers: Headers
+    }
+
+/// A parsed head together with the exact text it was parsed from.
+type Parsed<'Head> =
+    {
+        /// The head.
+        Head: 'Head
+        /// The head's bytes as Latin-1 text (one char per byte), from the start line up to and
+        /// including the empty line that ends it. Leading empty lines skipped before a
+        /// request-line are not included.
+        Raw: string
+    }
+
+/// The answer of an incremental parse: more bytes are needed, or a value was read from the
+/// first `Consumed` bytes of the input.
+[<Struct>]
+type Incremental<'T> =
+    /// The input ends before the value does; call again with the same bytes and more.
+    | NeedMore
+    /// The value, read from the first `consumed` bytes of the input.
+    | Complete of value: 'T * consumed: int64
+
+/// Helpers for heads.
+module Message =
+    /// Parses an HTTP-version string: "HTTP/1.0" or "HTTP/1.1" only.
+    let tryParseVersion (s: string) =
+        match s with
+        | "HTTP/1.1" -> Some Http11
+        | "HTTP/1.0" -> Some Http10
+        | _ -> None
+
+    /// True for methods that are safe and idempotent or idempotent (RFC 9110 section 9.2.2).
+    let isIdempotent (m: string) =
+        match m with
+        | "GET"
+        | "HEAD"
+        | "OPTIONS"
+        | "TRACE"
+        | "PUT"
+        | "DELETE" -> true
+        | _ -> false

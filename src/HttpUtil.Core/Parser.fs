@@ -1,0 +1,222 @@
+/// Incremental head parsing from bytes as a PipeReader delivers them. Each call looks at all the
+/// bytes buffered so far and answers "need more", "error at byte N", or "a head of N bytes". The
+/// end of a head is found in the raw bytes first (limits are enforced there, before anything is
+/// decoded), then exactly those bytes are decoded as Latin-1 and parsed by the FParsec grammar.
+/// The answer depends only on the bytes, never on how they are split into segments.
+module HttpUtil.Core.Parser
+
+open System
+open System.Buffers
+open System.Text
+
+[<Struct>]
+type internal Scan =
+    | ScanNeedMore
+    | ScanFound of length: int64
+    | ScanFailed of error: HttpError
+
+[<Literal>]
+let private LF = 10uy
+
+[<Literal>]
+let private CR = 13uy
+
+/// Finds the empty line that ends a section (a head or a trailer section) starting at the first
+/// byte of `input`. Checks, in order at each line end: line length, section size, line count.
+/// Without an end, the partial last line and the bytes so far are checked the same way.
+let internal scanSection
+    (input: ReadOnlySequence<byte>)
+    (maxBytes: int)
+    (maxLine: int)
+    (maxLines: int)
+    (tooLarge: ErrorKind)
+    : Scan =
+    let tooLong (lineStart: int64) =
+        ScanFailed(HttpError.create ErrorKind.LineTooLong lineStart (sprintf "a line is longer than %d bytes (limit MaxLineLength)" maxLine))
+
+    let tooBig () =
+        ScanFailed(HttpError.create tooLarge (int64 maxBytes) (sprintf "no end of the section within %d bytes (limit %s)" maxBytes (if tooLarge = ErrorKind.HeadTooLarge then "MaxHeadBytes" else "MaxTrailerBytes")))
+
+    let tooMany (lineStart: int64) =
+        ScanFailed(HttpError.create ErrorKind.TooManyHeaders lineStart (sprintf "more than %d field lines (limit MaxHeaderCount)" (maxLines - 1)))
+
+    let mutable result = ScanNeedMore
+    let mutable fin = false
+    let mutable segmentStart = 0L
+    let mutable lineStart = 0L
+    let mutable prev = 0uy
+    let mutable lines = 0
+    let mutable e = input.GetEnumerator()
+
+    while not fin && e.MoveNext() do
+        let span = e.Current.Span
+        let mutable i = 0
+
+        while not fin && i < span.Length do
+            let rel = span.Slice(i).IndexOf(LF)
+
+            if rel < 0 then
+                prev <- span[span.Length - 1]
+                i <- span.Length
+            else
+                let at = i + rel
+                let lfPos = segmentStart + int64 at
+                let before = if at > 0 then span[at - 1] else prev
+                let content = lfPos - lineStart - (if lfPos > lineStart && before = CR then 1L else 0L)
+
+                if content = 0L && lfPos - lineStart <= 1L then
+                    fin <- true
+
+                    result <-
+                        if lfPos + 1L > int64 maxBytes then tooBig ()
+                        else ScanFound(lfPos + 1L)
+                elif content > int64 maxLine then
+                    fin <- true
+                    result <- tooLong lineStart
+                elif lfPos + 1L > int64 maxBytes then
+                    fin <- true
+                    result <- tooBig ()
+                else
+                    lines <- lines + 1
+
+                    if lines > maxLines then
+                        fin <- true
+                        result <- tooMany lineStart
+
+                lineStart <- lfPos + 1L
+                prev <- LF
+                i <- at + 1
+
+        segmentStart <- segmentStart + int64 span.Length
+
+    if fin then
+        result
+    elif segmentStart - lineStart > int64 maxLine + 1L then
+        tooLong lineStart
+    elif segmentStart > int64 maxBytes then
+        tooBig ()
+    else
+        ScanNeedMore
+
+/// Skips the empty lines a server ignores before a request-line (RFC 9112 section 2.2): CRLF, and
+/// LF alone when bare LF is allowed. Returns how many bytes to skip, or -1 when every byte so far
+/// belongs to such lines (or is a CR that may start one).
+let private leadingEmptyLines (allowBareLf: bool) (input: ReadOnlySequence<byte>) : int64 =
+    let mutable reader = SequenceReader<byte>(input)
+    let mutable skipped = 0L
+    let mutable fin = false
+
+    while not fin do
+        if reader.IsNext([| CR; LF |], true) then
+            skipped <- skipped + 2L
+        elif allowBareLf && reader.IsNext(LF, true) then
+            skipped <- skipped + 1L
+        else
+            fin <- true
+
+    if reader.End then -1L
+    elif reader.Remaining = 1L && reader.IsNext(CR, false) then -1L
+    else skipped
+
+let private decodeLatin1 (bytes: ReadOnlySequence<byte>) =
+    if bytes.IsSingleSegment then
+        Encoding.Latin1.GetString(bytes.FirstSpan)
+    else
+        Encoding.Latin1.GetString(&bytes)
+
+let private preface = "PRI * HTTP/2.0"B
+let private httpSlash = "HTTP/"B
+
+/// How many leading bytes of `input` agree with `expected` (up to its length or the input's end),
+/// and whether the input covers all of `expected`.
+let private matchPrefix (input: ReadOnlySequence<byte>) (expected: byte[]) =
+    let n = int (min input.Length (int64 expected.Length))
+    let got = Array.zeroCreate<byte> n
+    input.Slice(0, n).CopyTo(got.AsSpan())
+    let mutable same = 0
+
+    while same < n && got[same] = expected[same] do
+        same <- same + 1
+
+    struct (same, n)
+
+let private runSection grammar settings (section: ReadOnlySequence<byte>) (offset: int64) =
+    let raw = decodeLatin1 section
+
+    match Grammar.run grammar settings raw with
+    | Ok head -> Ok { Head = head; Raw = raw }
+    | Error e -> Error(HttpError.shift offset e)
+
+/// Reads a request head from the start of `input`. Empty lines before the request-line are
+/// skipped (and counted in the consumed bytes). `Complete(parsed, n)`: the head ends at byte n,
+/// where the body (if any) starts. Error offsets count from the start of `input`.
+let parseRequestHead (settings: ParserSettings) (input: ReadOnlySequence<byte>) : Result<Incremental<Parsed<RequestHead>>, HttpError> =
+    let limits = settings.Limits
+    let skip = leadingEmptyLines settings.Lenience.AllowBareLf input
+
+    if skip < 0L then
+        if input.Length > int64 limits.MaxHeadBytes then
+            Error(HttpError.create ErrorKind.HeadTooLarge (int64 limits.MaxHeadBytes) (sprintf "more than %d bytes of empty lines before a request-line (limit MaxHeadBytes)" limits.MaxHeadBytes))
+        else
+            Ok NeedMore
+    else
+        let rest = input.Slice(skip)
+        let first = rest.FirstSpan[0]
+        let struct (same, n) = matchPrefix rest preface
+
+        if same = preface.Length then
+            Error(HttpError.create ErrorKind.Http2Preface skip "this is the HTTP/2 connection preface (RFC 9113 section 3.4); the peer speaks HTTP/2, not HTTP/1.x")
+        elif not (CharClass.isTchar (char first)) then
+            Error(HttpError.create ErrorKind.InvalidMethod skip (sprintf "request-line starts with %s; the method must be a token (RFC 9110 section 9.1)" (HttpError.describeChar (char first))))
+        else
+            ignore n
+            let budget = limits.MaxHeadBytes - int skip
+
+            match scanSection rest (max budget 0) limits.MaxLineLength (limits.MaxHeaderCount + 1) ErrorKind.HeadTooLarge with
+            | ScanNeedMore -> Ok NeedMore
+            | ScanFailed e -> Error(HttpError.shift skip e)
+            | ScanFound length ->
+                runSection Grammar.requestHead settings (rest.Slice(0, length)) skip
+                |> Result.map (fun p -> Complete(p, skip + length))
+
+/// Reads a response head from the start of `input`. `Complete(parsed, n)`: the head ends at byte n.
+/// Interim (1xx) responses are heads like any other: the caller reads again for the final one.
+let parseResponseHead (settings: ParserSettings) (input: ReadOnlySequence<byte>) : Result<Incremental<Parsed<ResponseHead>>, HttpError> =
+    let limits = settings.Limits
+
+    if input.IsEmpty then
+        Ok NeedMore
+    else
+        let struct (same, n) = matchPrefix input httpSlash
+
+        if same < n then
+            Error(HttpError.create ErrorKind.InvalidStatusLine (int64 same) "a response must start with HTTP/ (RFC 9112 section 4)")
+        else
+            match scanSection input limits.MaxHeadBytes limits.MaxLineLength (limits.MaxHeaderCount + 1) ErrorKind.HeadTooLarge with
+            | ScanNeedMore -> Ok NeedMore
+            | ScanFailed e -> Error e
+            | ScanFound length ->
+                runSection Grammar.responseHead settings (input.Slice(0, length)) 0L
+                |> Result.map (fun p -> Complete(p, length))
+
+/// Reads a trailer section (the field lines after a last-chunk, and the empty line that ends
+/// them) from the start of `input`, with `MaxTrailerBytes` and `MaxHeaderCount` as limits.
+let parseTrailers (settings: ParserSettings) (isRequest: bool) (input: ReadOnlySequence<byte>) : Result<Incremental<Headers>, HttpError> =
+    let limits = settings.Limits
+
+    match scanSection input limits.MaxTrailerBytes limits.MaxLineLength limits.MaxHeaderCount ErrorKind.TrailerTooLarge with
+    | ScanNeedMore -> Ok NeedMore
+    | ScanFailed e -> Error e
+    | ScanFound length ->
+        let raw = decodeLatin1 (input.Slice(0, length))
+
+        Grammar.run (Grammar.fields (Grammar.TrailerFields isRequest) limits.MaxHeaderCount) settings raw
+        |> Result.map (fun h -> Complete(h, length))
+
+/// `parseRequestHead` over a byte array.
+let parseRequestBytes settings (bytes: byte[]) =
+    parseRequestHead settings (ReadOnlySequence<byte>(bytes))
+
+/// `parseResponseHead` over a byte array.
+let parseResponseBytes settings (bytes: byte[]) =
+    parseResponseHead settings (ReadOnlySequence<byte>(bytes))
