@@ -141,16 +141,20 @@ module Chunked =
 
                     finish (BodyData data)
             | ChunkDataEnd ->
-                let first = if rest.Length >= 1L then rest.FirstSpan[0] else 0uy
+                let mutable reader = SequenceReader<byte>(rest)
+                let mutable first = 0uy
+                let mutable second = 0uy
+                let hasFirst = reader.TryRead(&first)
+                let hasSecond = reader.TryRead(&second)
 
-                if rest.IsEmpty then
+                if not hasFirst then
                     finish NeedMoreData
                 elif first = LF && settings.Lenience.AllowBareLf then
                     consumed <- consumed + 1L
                     d <- advance d 1L SizeLine
-                elif first = CR && rest.Length < 2L then
+                elif first = CR && not hasSecond then
                     finish NeedMoreData
-                elif first = CR && rest.Slice(1, 1).FirstSpan[0] = LF then
+                elif first = CR && second = LF then
                     consumed <- consumed + 2L
                     d <- advance d 2L SizeLine
                 else

@@ -449,10 +449,14 @@ let private chunkExtensions: P<unit> =
         let mutable fin = false
 
         while not fin do
+            let before = stream.Index
             (skipManySatisfy CharClass.isOws) stream |> ignore
 
             if stream.Peek() <> ';' then
                 fin <- true
+
+                if stream.Index <> before then
+                    result <- errorAt stream ErrorKind.InvalidChunkSize "whitespace after a chunk-size must be followed by ';' and an extension (RFC 9112 section 7.1)"
             else
                 stream.Skip()
                 (skipManySatisfy CharClass.isOws) stream |> ignore

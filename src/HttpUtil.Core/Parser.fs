@@ -124,6 +124,13 @@ let private decodeLatin1 (bytes: ReadOnlySequence<byte>) =
     else
         Encoding.Latin1.GetString(&bytes)
 
+/// The first byte of a non-empty sequence (whose first segments may be empty).
+let private firstByte (input: ReadOnlySequence<byte>) =
+    let mutable reader = SequenceReader<byte>(input)
+    let mutable b = 0uy
+    reader.TryPeek(&b) |> ignore
+    b
+
 let private preface = "PRI * HTTP/2.0"B
 let private httpSlash = "HTTP/"B
 
@@ -161,15 +168,14 @@ let parseRequestHead (settings: ParserSettings) (input: ReadOnlySequence<byte>) 
             Ok NeedMore
     else
         let rest = input.Slice(skip)
-        let first = rest.FirstSpan[0]
-        let struct (same, n) = matchPrefix rest preface
+        let first = firstByte rest
+        let struct (same, _) = matchPrefix rest preface
 
         if same = preface.Length then
             Error(HttpError.create ErrorKind.Http2Preface skip "this is the HTTP/2 connection preface (RFC 9113 section 3.4); the peer speaks HTTP/2, not HTTP/1.x")
         elif not (CharClass.isTchar (char first)) then
             Error(HttpError.create ErrorKind.InvalidMethod skip (sprintf "request-line starts with %s; the method must be a token (RFC 9110 section 9.1)" (HttpError.describeChar (char first))))
         else
-            ignore n
             let budget = limits.MaxHeadBytes - int skip
 
             match scanSection rest (max budget 0) limits.MaxLineLength (limits.MaxHeaderCount + 1) ErrorKind.HeadTooLarge with
