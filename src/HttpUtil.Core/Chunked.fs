@@ -45,9 +45,9 @@ type ChunkedOutput =
     /// The input ends before anything more can be decided: call again with more bytes.
     | NeedMoreData
     /// Body bytes: a slice of the input (no copy). Consume them before calling again.
-    | BodyData of data: ReadOnlySequence<byte>
+    | BodyData of Data: ReadOnlySequence<byte>
     /// The body is complete; these are its trailer fields (empty when there were none).
-    | BodyEnd of trailers: Headers
+    | BodyEnd of Trailers: Headers
 
 /// One decoding step: the new decoder, how many bytes of the input it consumed (framing plus any
 /// data handed out), and what it found.

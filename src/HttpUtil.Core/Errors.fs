@@ -141,3 +141,9 @@ type ParserSettings =
     static member Default =
         { Limits = Limits.Default
           Lenience = Lenience.Strict }
+
+    /// These settings with other limits (for C#, where `with` does not apply to F# records).
+    member this.WithLimits(limits: Limits) = { this with Limits = limits }
+
+    /// These settings with other lenience (for C#, where `with` does not apply to F# records).
+    member this.WithLenience(lenience: Lenience) = { this with Lenience = lenience }

@@ -22,6 +22,13 @@ let errorAt (stream: CharStream<ParserSettings>) kind message : Reply<'T> =
 let errorAtIndex (index: int64) kind message : Reply<'T> =
     Reply(ReplyStatus.FatalError, otherError (box (HttpError.create kind index message)))
 
+// The character-run parsers, built once: an inline `manySatisfy f` would allocate a closure per call.
+let private tokenChars: P<string> = manySatisfy CharClass.isTchar
+let private vchars: P<string> = manySatisfy CharClass.isVchar
+let private valueChars: P<string> = manySatisfy CharClass.isFieldValueChar
+let private hexDigits: P<string> = manySatisfy CharClass.isHex
+let private skipOws: P<unit> = skipManySatisfy CharClass.isOws
+
 let private describe (c: char) =
     if c = eos then "end of input" else HttpError.describeChar c
 
@@ -71,7 +78,7 @@ let private methodThenSp: P<string> =
         if not (isNull known) then
             Reply(known)
         else
-            let name = (manySatisfy CharClass.isTchar) stream
+            let name = tokenChars stream
             let c = stream.Peek()
 
             if name.Result.Length = 0 then
@@ -123,7 +130,7 @@ let classifyTarget (method: string) (target: string) : Result<TargetForm, string
 let private targetThenSp (method: string) : P<struct (string * TargetForm)> =
     fun stream ->
         let start = stream.Index
-        let t = (manySatisfy CharClass.isVchar) stream
+        let t = vchars stream
         let c = stream.Peek()
 
         if t.Result.Length = 0 then
@@ -151,7 +158,7 @@ let version: P<HttpVersion> =
             Reply(Http10)
         else
             let start = stream.Index
-            let s = (manySatisfy CharClass.isVchar) stream
+            let s = vchars stream
             let v = s.Result
 
             if v.Length = 8 && v.StartsWith("HTTP/") && Char.IsAsciiDigit v[5] && v[6] = '.' && Char.IsAsciiDigit v[7] then
@@ -223,7 +230,7 @@ let statusLine: P<struct (HttpVersion * int * string)> =
 
                     if c = ' ' then
                         stream.Skip()
-                        let reason = (manySatisfy CharClass.isFieldValueChar) stream
+                        let reason = valueChars stream
                         let e = statusLineEnd stream
 
                         if e.Status <> ReplyStatus.Ok then
@@ -252,9 +259,12 @@ type FieldContext =
     /// A chunked trailer section: as a request or response, by `isRequest`.
     | TrailerFields of isRequest: bool
 
-let private valueEnd (name: string) =
+let private ows = [| ' '; '\t' |]
+
+/// The end of a field value; the caller has checked that a CR or LF is next.
+let private valueLineEnd =
     lineEnd (fun stream c ->
-        errorAt stream ErrorKind.InvalidFieldValue (sprintf "%s in the value of field %s; values hold no control characters but HTAB (RFC 9110 section 5.5)" (describe c) name))
+        errorAt stream ErrorKind.InvalidFieldValue (sprintf "%s in a field value (RFC 9110 section 5.5)" (describe c)))
 
 let private foldEnd =
     lineEnd (fun stream c ->
@@ -263,7 +273,7 @@ let private foldEnd =
 /// field-line = field-name ":" OWS field-value OWS CRLF; returns the field with its value trimmed.
 let fieldLine: P<HeaderField> =
     fun stream ->
-        let name = (manySatisfy CharClass.isTchar) stream
+        let name = tokenChars stream
         let n = name.Result
         let c = stream.Peek()
 
@@ -271,14 +281,19 @@ let fieldLine: P<HeaderField> =
             errorAt stream ErrorKind.InvalidFieldName (sprintf "%s may not start a field name, which is a token (RFC 9110 section 5.1)" (describe c))
         elif c = ':' then
             stream.Skip()
-            (skipManySatisfy CharClass.isOws) stream |> ignore
-            let value = (manySatisfy CharClass.isFieldValueChar) stream
-            let e = valueEnd n stream
+            skipOws stream |> ignore
+            let value = valueChars stream
+            let next = stream.Peek()
 
-            if e.Status <> ReplyStatus.Ok then
-                Reply(e.Status, e.Error)
+            if not (isLineEnd next) then
+                errorAt stream ErrorKind.InvalidFieldValue (sprintf "%s in the value of field %s; values hold no control characters but HTAB (RFC 9110 section 5.5)" (describe next) n)
             else
-                Reply({ Name = n; Value = value.Result.TrimEnd(' ', '\t') })
+                let e = valueLineEnd stream
+
+                if e.Status <> ReplyStatus.Ok then
+                    Reply(e.Status, e.Error)
+                else
+                    Reply({ Name = n; Value = value.Result.TrimEnd(ows) })
         elif CharClass.isOws c then
             errorAt stream ErrorKind.WhitespaceBeforeColon (sprintf "whitespace between field name %s and its colon must be rejected (RFC 9112 section 5.1)" n)
         elif isLineEnd c || c = eos then
@@ -326,8 +341,8 @@ let fields (ctx: FieldContext) (maxCount: int) : P<Headers> =
                 elif not (foldAllowed ctx stream.UserState) then
                     result <- errorAt stream ErrorKind.ObsFold (sprintf "obs-fold (a line starting with whitespace) continues field %s; it is not allowed here (RFC 9112 section 5.2)" buffer[count - 1].Name)
                 else
-                    (skipManySatisfy CharClass.isOws) stream |> ignore
-                    let more = (manySatisfy CharClass.isFieldValueChar) stream
+                    skipOws stream |> ignore
+                    let more = valueChars stream
                     let e = foldEnd stream
 
                     if e.Status <> ReplyStatus.Ok then
@@ -335,7 +350,7 @@ let fields (ctx: FieldContext) (maxCount: int) : P<Headers> =
                     else
                         fin <- false
                         let prev = buffer[count - 1]
-                        let cont = more.Result.TrimEnd(' ', '\t')
+                        let cont = more.Result.TrimEnd(ows)
 
                         let joined =
                             if cont.Length = 0 then prev.Value
@@ -450,7 +465,7 @@ let private chunkExtensions: P<unit> =
 
         while not fin do
             let before = stream.Index
-            (skipManySatisfy CharClass.isOws) stream |> ignore
+            skipOws stream |> ignore
 
             if stream.Peek() <> ';' then
                 fin <- true
@@ -459,17 +474,17 @@ let private chunkExtensions: P<unit> =
                     result <- errorAt stream ErrorKind.InvalidChunkSize "whitespace after a chunk-size must be followed by ';' and an extension (RFC 9112 section 7.1)"
             else
                 stream.Skip()
-                (skipManySatisfy CharClass.isOws) stream |> ignore
-                let name = (manySatisfy CharClass.isTchar) stream
+                skipOws stream |> ignore
+                let name = tokenChars stream
 
                 if name.Result.Length = 0 then
                     fin <- true
                     result <- errorAt stream ErrorKind.InvalidChunkExtension "a chunk extension needs a token name after ';' (RFC 9112 section 7.1.1)"
                 else
-                    (skipManySatisfy CharClass.isOws) stream |> ignore
+                    skipOws stream |> ignore
 
                     if stream.Skip('=') then
-                        (skipManySatisfy CharClass.isOws) stream |> ignore
+                        skipOws stream |> ignore
 
                         if stream.Peek() = '"' then
                             let q = quotedString stream
@@ -478,7 +493,7 @@ let private chunkExtensions: P<unit> =
                                 fin <- true
                                 result <- q
                         else
-                            let v = (manySatisfy CharClass.isTchar) stream
+                            let v = tokenChars stream
 
                             if v.Result.Length = 0 then
                                 fin <- true
@@ -495,7 +510,7 @@ let private chunkLineEnd =
 let chunkSizeLine: P<int64> =
     fun stream ->
         let start = stream.Index
-        let digits = (manySatisfy CharClass.isHex) stream
+        let digits = hexDigits stream
         let d = digits.Result
         let maxDigits = stream.UserState.Limits.MaxChunkSizeDigits
 

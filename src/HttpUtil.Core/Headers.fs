@@ -76,8 +76,42 @@ type Headers private (fields: HeaderField[]) =
     /// A list holding a copy of `fields`, in order.
     static member OfSeq(fields: seq<HeaderField>) = Headers.Own(Seq.toArray fields)
 
+    /// A list of (name, value) pairs in order; from C#: `Headers.Of(("Host", "a"), ("Accept", "*/*"))`.
+    /// Nothing is validated here: the serializers refuse invalid names and values.
+    static member Of([<ParamArray>] pairs: struct (string * string)[]) =
+        Headers.Own(pairs |> Array.map (fun struct (n, v) -> { Name = n; Value = v }))
+
     /// How many field lines.
     member _.Count = fields.Length
+
+    /// True when at least one field is called `name` (ASCII case-insensitive).
+    member _.Contains(name: string) =
+        let mutable found = false
+        let mutable i = 0
+
+        while not found && i < fields.Length do
+            found <- String.Equals(fields[i].Name, name, StringComparison.OrdinalIgnoreCase)
+            i <- i + 1
+
+        found
+
+    /// The value of the first field called `name` (ASCII case-insensitive); false and null when there is none.
+    member _.TryGetValue(name: string, [<Runtime.InteropServices.Out>] value: byref<string | null>) =
+        let i = fields |> Array.tryFindIndex (fun f -> String.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase))
+
+        match i with
+        | Some i ->
+            value <- fields[i].Value
+            true
+        | None ->
+            value <- null
+            false
+
+    /// The values of every field called `name`, in wire order; empty when there is none.
+    member _.GetValues(name: string) : string[] =
+        fields
+        |> Array.filter (fun f -> String.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase))
+        |> Array.map (fun f -> f.Value)
 
     /// The field line at `index` (0-based, in wire order). Throws ArgumentOutOfRangeException outside 0..Count-1.
     member _.Item
@@ -133,24 +167,16 @@ module Headers =
         h.Fields |> Seq.map (fun f -> f.Name, f.Value) |> List.ofSeq
 
     /// True when at least one field is called `name`.
-    let contains name (h: Headers) =
-        let span = h.AsSpan()
-        let mutable found = false
-        let mutable i = 0
-
-        while not found && i < span.Length do
-            found <- same span[i].Name name
-            i <- i + 1
-
-        found
+    let contains name (h: Headers) = h.Contains name
 
     /// The value of the first field called `name`, if any.
     let tryGet name (h: Headers) =
-        h.Fields |> Seq.tryFind (fun f -> same f.Name name) |> Option.map (fun f -> f.Value)
+        match h.TryGetValue name with
+        | true, v -> Some(nonNull v)
+        | _ -> None
 
     /// The values of every field called `name`, in order (empty when there is none).
-    let getAll name (h: Headers) =
-        h.Fields |> Seq.filter (fun f -> same f.Name name) |> Seq.map (fun f -> f.Value) |> List.ofSeq
+    let getAll name (h: Headers) = h.GetValues name |> List.ofArray
 
     /// The list with one more field at the end.
     let add name value (h: Headers) =

@@ -70,7 +70,7 @@ type Incremental<'T> =
     /// The input ends before the value does; call again with the same bytes and more.
     | NeedMore
     /// The value, read from the first `consumed` bytes of the input.
-    | Complete of value: 'T * consumed: int64
+    | Complete of Value: 'T * Consumed: int64
 
 /// Helpers for heads.
 module Message =

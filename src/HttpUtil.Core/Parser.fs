@@ -101,13 +101,15 @@ let internal scanSection
 /// Skips the empty lines a server ignores before a request-line (RFC 9112 section 2.2): CRLF, and
 /// LF alone when bare LF is allowed. Returns how many bytes to skip, or -1 when every byte so far
 /// belongs to such lines (or is a CR that may start one).
+let private crlf = [| CR; LF |]
+
 let private leadingEmptyLines (allowBareLf: bool) (input: ReadOnlySequence<byte>) : int64 =
     let mutable reader = SequenceReader<byte>(input)
     let mutable skipped = 0L
     let mutable fin = false
 
     while not fin do
-        if reader.IsNext([| CR; LF |], true) then
+        if reader.IsNext(ReadOnlySpan crlf, true) then
             skipped <- skipped + 2L
         elif allowBareLf && reader.IsNext(LF, true) then
             skipped <- skipped + 1L
@@ -135,17 +137,21 @@ let private preface = "PRI * HTTP/2.0"B
 let private httpSlash = "HTTP/"B
 
 /// How many leading bytes of `input` agree with `expected` (up to its length or the input's end),
-/// and whether the input covers all of `expected`.
+/// and how many were compared. Allocates only when they differ.
 let private matchPrefix (input: ReadOnlySequence<byte>) (expected: byte[]) =
     let n = int (min input.Length (int64 expected.Length))
-    let got = Array.zeroCreate<byte> n
-    input.Slice(0, n).CopyTo(got.AsSpan())
-    let mutable same = 0
+    let mutable reader = SequenceReader<byte>(input)
 
-    while same < n && got[same] = expected[same] do
-        same <- same + 1
+    if reader.IsNext(ReadOnlySpan(expected, 0, n), false) then
+        struct (n, n)
+    else
+        let got = input.Slice(0, n).ToArray()
+        let mutable same = 0
 
-    struct (same, n)
+        while same < n && got[same] = expected[same] do
+            same <- same + 1
+
+        struct (same, n)
 
 let private runSection grammar settings (section: ReadOnlySequence<byte>) (offset: int64) =
     let raw = decodeLatin1 section

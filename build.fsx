@@ -1,0 +1,88 @@
+// The build: dotnet fsi build.fsx -- <Target>   (Clean, Build, Test, Bench, Format)
+// Test ends with the line "N passed, N failed, N skipped" and exits non-zero on any failure or
+// on a build that broke before the tests could run.
+#r "nuget: Fake.Core.Target, 5.20.3"
+#r "nuget: Fake.Core.Process, 5.20.3"
+#r "nuget: Fake.IO.FileSystem, 5.20.3"
+
+open System
+open System.IO
+open System.Xml.Linq
+open Fake.Core
+open Fake.IO
+open Fake.IO.Globbing.Operators
+
+// FAKE needs an execution context before targets run when hosted by dotnet fsi.
+// "dotnet fsi build.fsx -- Test" passes the target by name; FAKE's parser wants "--target Test".
+let args =
+    match fsi.CommandLineArgs |> Array.skip 1 |> Array.filter (fun a -> a <> "--") |> List.ofArray with
+    | [ target ] when not (target.StartsWith "-") -> [ "--target"; target ]
+    | other -> other
+
+Context.FakeExecutionContext.Create false "build.fsx" args |> Context.RuntimeContext.Fake |> Context.setExecutionContext
+
+let root = __SOURCE_DIRECTORY__
+let solution = Path.Combine(root, "HttpUtil.sln")
+let resultsDir = Path.Combine(root, "TestResults")
+
+/// Runs dotnet with arguments in the repository root; returns the exit code.
+let dotnet (arguments: string list) =
+    CreateProcess.fromRawCommand "dotnet" arguments
+    |> CreateProcess.withWorkingDirectory root
+    |> Proc.run
+    |> fun r -> r.ExitCode
+
+let dotnetOrFail arguments =
+    let code = dotnet arguments
+    if code <> 0 then failwithf "dotnet %s failed with exit code %d" (String.Join(" ", arguments)) code
+
+Target.create "Clean" (fun _ ->
+    !!(root + "/src/*/bin") ++ (root + "/src/*/obj") ++ (root + "/tests/*/bin") ++ (root + "/tests/*/obj") ++ (root + "/bench/*/bin") ++ (root + "/bench/*/obj")
+    |> Shell.deleteDirs
+    Shell.deleteDir resultsDir)
+
+Target.create "Build" (fun _ -> dotnetOrFail [ "build"; solution; "-c"; "Release"; "-nologo"; "-clp:NoSummary" ])
+
+/// Sums the <Counters> of every .trx under the results directory.
+let countResults () =
+    let files = if Directory.Exists resultsDir then Directory.GetFiles(resultsDir, "*.trx", SearchOption.AllDirectories) else [||]
+
+    let sum =
+        files
+        |> Array.map (fun f ->
+            let doc = XDocument.Load f
+            let c = doc.Descendants() |> Seq.find (fun e -> e.Name.LocalName = "Counters")
+            let get (n: string) = match c.Attribute(XName.Get n) with | null -> 0 | a -> int a.Value
+            get "passed", get "failed" + get "error" + get "timeout" + get "aborted", get "notExecuted" + get "inconclusive")
+        |> Array.fold (fun (p, f, s) (p2, f2, s2) -> p + p2, f + f2, s + s2) (0, 0, 0)
+
+    files.Length, sum
+
+Target.create "Test" (fun _ ->
+    Shell.deleteDir resultsDir
+    let buildCode = dotnet [ "build"; solution; "-c"; "Release"; "-nologo"; "-clp:NoSummary" ]
+
+    let testCode =
+        if buildCode <> 0 then buildCode
+        else
+            let projects = !!(root + "/tests/**/*.Tests.fsproj") ++ (root + "/tests/**/*.Tests.csproj") |> List.ofSeq
+
+            projects
+            |> List.map (fun p ->
+                dotnet [ "test"; p; "-c"; "Release"; "--no-build"; "--logger"; "trx"; "--results-directory"; resultsDir ])
+            |> List.fold max 0
+
+    let files, (passed, failed, skipped) = countResults ()
+    // A broken build, or a test run that wrote no results, counts as a failure.
+    let failed = if buildCode <> 0 || files = 0 then failed + 1 else failed
+    printfn "%d passed, %d failed, %d skipped" passed failed skipped
+    if failed > 0 || testCode <> 0 then failwith "tests failed")
+
+Target.create "Bench" (fun _ ->
+    dotnetOrFail [ "run"; "--project"; Path.Combine(root, "bench/HttpUtil.Benchmarks"); "-c"; "Release"; "--"; "--filter"; "*" ])
+
+Target.create "Format" (fun _ ->
+    let sources = !!(root + "/src/**/*.fs") ++ (root + "/tests/**/*.fs") |> List.ofSeq
+    dotnetOrFail ([ "fantomas"; "--check" ] @ sources))
+
+Target.runOrDefaultWithArguments "Build"
