@@ -32,9 +32,11 @@ type ChunkedDecoder =
 
     /// A decoder at the start of a chunked body.
     static member Start =
-        { Phase = SizeLine
-          Position = 0L
-          BodyBytes = 0L }
+        {
+            Phase = SizeLine
+            Position = 0L
+            BodyBytes = 0L
+        }
 
     /// True once the last-chunk and trailers have been read.
     member this.IsFinished = this.Phase = Finished
@@ -53,9 +55,11 @@ type ChunkedOutput =
 /// data handed out), and what it found.
 [<Struct>]
 type ChunkedStep =
-    { Decoder: ChunkedDecoder
-      Consumed: int64
-      Output: ChunkedOutput }
+    {
+        Decoder: ChunkedDecoder
+        Consumed: int64
+        Output: ChunkedOutput
+    }
 
 /// The chunked transfer coding (RFC 9112 section 7.1) as a pure incremental decoder and an encoder.
 module Chunked =
@@ -68,7 +72,8 @@ module Chunked =
     let private advance (d: ChunkedDecoder) (n: int64) phase =
         { d with
             Phase = phase
-            Position = d.Position + n }
+            Position = d.Position + n
+        }
 
     /// Decodes from the start of `input` (the bytes not yet consumed), given the decoder state.
     /// Framing is consumed as far as the bytes allow; body data comes back as a slice of
@@ -89,9 +94,11 @@ module Chunked =
             result <-
                 ValueSome(
                     Ok
-                        { Decoder = d
-                          Consumed = consumed
-                          Output = output }
+                        {
+                            Decoder = d
+                            Consumed = consumed
+                            Output = output
+                        }
                 )
 
         let fail (e: HttpError) =
@@ -108,7 +115,14 @@ module Chunked =
                 match window.PositionOf(LF) |> Option.ofNullable with
                 | None ->
                     if window.Length >= int64 limits.MaxChunkLineLength + 2L then
-                        fail (HttpError.create ErrorKind.LineTooLong 0L (sprintf "chunk-size line longer than %d bytes (limit MaxChunkLineLength)" limits.MaxChunkLineLength))
+                        fail (
+                            HttpError.create
+                                ErrorKind.LineTooLong
+                                0L
+                                (sprintf
+                                    "chunk-size line longer than %d bytes (limit MaxChunkLineLength)"
+                                    limits.MaxChunkLineLength)
+                        )
                     else
                         finish NeedMoreData
                 | Some lf ->
@@ -116,8 +130,10 @@ module Chunked =
                     let line = rest.Slice(0, lineLength)
 
                     let text =
-                        if line.IsSingleSegment then Encoding.Latin1.GetString(line.FirstSpan)
-                        else Encoding.Latin1.GetString(&line)
+                        if line.IsSingleSegment then
+                            Encoding.Latin1.GetString(line.FirstSpan)
+                        else
+                            Encoding.Latin1.GetString(&line)
 
                     match Grammar.run Grammar.chunkSizeLine settings text with
                     | Error e -> fail e
@@ -136,8 +152,15 @@ module Chunked =
                     consumed <- consumed + n
 
                     d <-
-                        { advance d n (if n = remaining then ChunkDataEnd else ChunkData(remaining - n)) with
-                            BodyBytes = d.BodyBytes + n }
+                        { advance
+                              d
+                              n
+                              (if n = remaining then
+                                   ChunkDataEnd
+                               else
+                                   ChunkData(remaining - n)) with
+                            BodyBytes = d.BodyBytes + n
+                        }
 
                     finish (BodyData data)
             | ChunkDataEnd ->
@@ -158,7 +181,12 @@ module Chunked =
                     consumed <- consumed + 2L
                     d <- advance d 2L SizeLine
                 else
-                    fail (HttpError.create ErrorKind.InvalidChunkTerminator 0L "chunk data must be followed by CRLF; the chunk-size does not match the data (RFC 9112 section 7.1)")
+                    fail (
+                        HttpError.create
+                            ErrorKind.InvalidChunkTerminator
+                            0L
+                            "chunk data must be followed by CRLF; the chunk-size does not match the data (RFC 9112 section 7.1)"
+                    )
             | TrailerSection ->
                 match Parser.parseTrailers settings isRequest rest with
                 | Error e -> fail e
@@ -205,7 +233,12 @@ module Chunked =
 
         match bad with
         | Some f ->
-            Error(HttpError.create ErrorKind.InvalidHead 0L (sprintf "trailer field %A has an invalid name or value (RFC 9110 section 5)" f.Name))
+            Error(
+                HttpError.create
+                    ErrorKind.InvalidHead
+                    0L
+                    (sprintf "trailer field %A has an invalid name or value (RFC 9110 section 5)" f.Name)
+            )
         | None ->
             let sb = StringBuilder("0\r\n")
 

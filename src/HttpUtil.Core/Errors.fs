@@ -67,9 +67,11 @@ type ErrorKind =
 /// An error found in HTTP/1.x input or output: what kind, where (byte offset from the start of
 /// the input handed to the parser, or 0 for a whole-message rule), and a message that names the rule.
 type HttpError =
-    { Kind: ErrorKind
-      Offset: int64
-      Message: string }
+    {
+        Kind: ErrorKind
+        Offset: int64
+        Message: string
+    }
 
     override this.ToString() =
         sprintf "%A at byte %d: %s" this.Kind this.Offset this.Message
@@ -78,17 +80,21 @@ type HttpError =
 module HttpError =
     /// An error of kind `kind` at byte `offset`.
     let create kind offset message =
-        { Kind = kind
-          Offset = offset
-          Message = message }
+        {
+            Kind = kind
+            Offset = offset
+            Message = message
+        }
 
     /// The same error moved `delta` bytes further (used when a parse starts inside a larger input).
     let shift (delta: int64) (e: HttpError) = { e with Offset = e.Offset + delta }
 
     /// Describes a character for an error message: printable ASCII as itself, anything else as hex.
     let describeChar (c: char) =
-        if c > ' ' && c < '\x7f' then sprintf "'%c'" c
-        else sprintf "0x%02X" (int c)
+        if c > ' ' && c < '\x7f' then
+            sprintf "'%c'" c
+        else
+            sprintf "0x%02X" (int c)
 
 /// Explicit bounds on everything the parsers read. Exceeding one is a distinct error, never an
 /// unbounded read. Defaults follow Kestrel's (32 KiB heads, 100 fields, 8 KiB lines).
@@ -110,12 +116,14 @@ type Limits =
 
     /// The default limits.
     static member Default =
-        { MaxHeadBytes = 32 * 1024
-          MaxHeaderCount = 100
-          MaxLineLength = 8 * 1024
-          MaxChunkSizeDigits = 16
-          MaxChunkLineLength = 4 * 1024
-          MaxTrailerBytes = 16 * 1024 }
+        {
+            MaxHeadBytes = 32 * 1024
+            MaxHeaderCount = 100
+            MaxLineLength = 8 * 1024
+            MaxChunkSizeDigits = 16
+            MaxChunkLineLength = 4 * 1024
+            MaxTrailerBytes = 16 * 1024
+        }
 
 /// Repairs a recipient may make under RFC 9112; each is off by default (strict parsing).
 type Lenience =
@@ -129,18 +137,24 @@ type Lenience =
 
     /// Strict parsing: no repairs.
     static member Strict =
-        { AllowBareLf = false
-          AllowObsFoldInResponses = false }
+        {
+            AllowBareLf = false
+            AllowObsFoldInResponses = false
+        }
 
 /// Limits plus lenience: everything that changes how input is parsed.
 type ParserSettings =
-    { Limits: Limits
-      Lenience: Lenience }
+    {
+        Limits: Limits
+        Lenience: Lenience
+    }
 
     /// Default limits, strict parsing.
     static member Default =
-        { Limits = Limits.Default
-          Lenience = Lenience.Strict }
+        {
+            Limits = Limits.Default
+            Lenience = Lenience.Strict
+        }
 
     /// These settings with other limits (for C#, where `with` does not apply to F# records).
     member this.WithLimits(limits: Limits) = { this with Limits = limits }

@@ -27,11 +27,18 @@ let contentLength (headers: Headers) : Result<int64 voption, HttpError> =
             let t = s.Trim(' ', '\t')
 
             if t.Length = 0 || t.Length > 19 || not (t |> Seq.forall Char.IsAsciiDigit) then
-                err ErrorKind.InvalidContentLength (sprintf "Content-Length %A is not 1*DIGIT within a 64-bit length (RFC 9110 section 8.6)" s)
+                err
+                    ErrorKind.InvalidContentLength
+                    (sprintf "Content-Length %A is not 1*DIGIT within a 64-bit length (RFC 9110 section 8.6)" s)
             else
-                match Int64.TryParse(t, Globalization.NumberStyles.None, Globalization.CultureInfo.InvariantCulture) with
+                match
+                    Int64.TryParse(t, Globalization.NumberStyles.None, Globalization.CultureInfo.InvariantCulture)
+                with
                 | true, n -> Ok n
-                | _ -> err ErrorKind.InvalidContentLength (sprintf "Content-Length %s does not fit a 64-bit length (RFC 9110 section 8.6)" t)
+                | _ ->
+                    err
+                        ErrorKind.InvalidContentLength
+                        (sprintf "Content-Length %s does not fit a 64-bit length (RFC 9110 section 8.6)" t)
 
         let elements = values |> List.collect (fun v -> v.Split(',') |> List.ofArray)
 
@@ -44,7 +51,12 @@ let contentLength (headers: Headers) : Result<int64 voption, HttpError> =
                 | Ok n ->
                     match acc with
                     | ValueSome m when m <> n ->
-                        err ErrorKind.DifferingContentLengths (sprintf "Content-Length values %d and %d differ; the message framing is ambiguous (RFC 9112 section 6.3)" m n)
+                        err
+                            ErrorKind.DifferingContentLengths
+                            (sprintf
+                                "Content-Length values %d and %d differ; the message framing is ambiguous (RFC 9112 section 6.3)"
+                                m
+                                n)
                     | _ -> check (ValueSome n) xs
 
         check ValueNone elements
@@ -66,7 +78,9 @@ let private checkCodings codings =
     let chunkedCount = codings |> List.filter ((=) "chunked") |> List.length
 
     if codings |> List.exists (fun c -> not (CharClass.isToken c)) then
-        err ErrorKind.UnsupportedTransferCoding "Transfer-Encoding holds an element that is not a token (RFC 9112 section 6.1)"
+        err
+            ErrorKind.UnsupportedTransferCoding
+            "Transfer-Encoding holds an element that is not a token (RFC 9112 section 6.1)"
     elif chunkedCount > 1 || (chunkedCount = 1 && not (chunkedLast codings)) then
         err ErrorKind.UnsupportedTransferCoding "chunked must be applied once and last (RFC 9112 section 6.1)"
     else
@@ -81,27 +95,34 @@ let private framing (version: HttpVersion) (headers: Headers) (isRequest: bool) 
     | Error e -> Error e
     | Ok cl ->
         if hasTe && cl.IsSome then
-            err ErrorKind.TransferEncodingWithContentLength "Transfer-Encoding and Content-Length together; the framing is ambiguous and must be rejected (RFC 9112 sections 6.3 and 11.2)"
+            err
+                ErrorKind.TransferEncodingWithContentLength
+                "Transfer-Encoding and Content-Length together; the framing is ambiguous and must be rejected (RFC 9112 sections 6.3 and 11.2)"
         elif hasTe && version = Http10 then
-            err ErrorKind.TransferEncodingInHttp10 "Transfer-Encoding in an HTTP/1.0 message; the framing is faulty (RFC 9112 section 6.1)"
+            err
+                ErrorKind.TransferEncodingInHttp10
+                "Transfer-Encoding in an HTTP/1.0 message; the framing is faulty (RFC 9112 section 6.1)"
         elif hasTe then
             let codings = transferCodings headers
 
             match checkCodings codings with
             | Error e -> Error e
             | Ok() ->
-                if chunkedLast codings then Ok Chunked
+                if chunkedLast codings then
+                    Ok Chunked
                 elif isRequest then
-                    err ErrorKind.UnsupportedTransferCoding "a request Transfer-Encoding must end with chunked (RFC 9112 section 6.3)"
-                else Ok UntilClose
+                    err
+                        ErrorKind.UnsupportedTransferCoding
+                        "a request Transfer-Encoding must end with chunked (RFC 9112 section 6.3)"
+                else
+                    Ok UntilClose
         else
             match cl with
             | ValueSome n -> Ok(ContentLength n)
             | ValueNone -> Ok(if isRequest then NoBody else UntilClose)
 
 /// The body length of a request (RFC 9112 section 6.3, rules 3 to 6).
-let requestBody (head: RequestHead) : Result<BodyLength, HttpError> =
-    framing head.Version head.Headers true
+let requestBody (head: RequestHead) : Result<BodyLength, HttpError> = framing head.Version head.Headers true
 
 /// True when a response to `requestMethod` with `status` never has a body: HEAD, 1xx, 204, 304,
 /// and 2xx to CONNECT (the connection becomes a tunnel).
@@ -116,5 +137,7 @@ let responseHasNoBody (requestMethod: string) (status: int) =
 /// rules 1 to 7). Content-Length on a bodiless response describes the representation, not the
 /// body, and is not checked.
 let responseBody (requestMethod: string) (head: ResponseHead) : Result<BodyLength, HttpError> =
-    if responseHasNoBody requestMethod head.Status then Ok NoBody
-    else framing head.Version head.Headers false
+    if responseHasNoBody requestMethod head.Status then
+        Ok NoBody
+    else
+        framing head.Version head.Headers false

@@ -59,7 +59,17 @@ let private isLineEnd (c: char) = c = '\r' || c = '\n'
 // Start lines
 
 let private knownMethods =
-    [| "GET"; "POST"; "PUT"; "HEAD"; "DELETE"; "OPTIONS"; "PATCH"; "CONNECT"; "TRACE" |]
+    [|
+        "GET"
+        "POST"
+        "PUT"
+        "HEAD"
+        "DELETE"
+        "OPTIONS"
+        "PATCH"
+        "CONNECT"
+        "TRACE"
+    |]
 
 let private knownMethodsSp = knownMethods |> Array.map (fun m -> m + " ")
 
@@ -82,17 +92,33 @@ let private methodThenSp: P<string> =
             let c = stream.Peek()
 
             if name.Result.Length = 0 then
-                errorAt stream ErrorKind.InvalidMethod (sprintf "request-line starts with %s; the method must be a token (RFC 9110 section 9.1)" (describe c))
+                errorAt
+                    stream
+                    ErrorKind.InvalidMethod
+                    (sprintf
+                        "request-line starts with %s; the method must be a token (RFC 9110 section 9.1)"
+                        (describe c))
             elif c = ' ' then
                 stream.Skip()
                 Reply(name.Result)
             elif isLineEnd c || c = eos then
-                errorAt stream ErrorKind.InvalidRequestLine "request-line ends after the method; expected method SP request-target SP HTTP-version (RFC 9112 section 3)"
+                errorAt
+                    stream
+                    ErrorKind.InvalidRequestLine
+                    "request-line ends after the method; expected method SP request-target SP HTTP-version (RFC 9112 section 3)"
             else
-                errorAt stream ErrorKind.InvalidMethod (sprintf "%s may not appear in a method, which is a token (RFC 9110 section 9.1)" (describe c))
+                errorAt
+                    stream
+                    ErrorKind.InvalidMethod
+                    (sprintf "%s may not appear in a method, which is a token (RFC 9110 section 9.1)" (describe c))
 
 let private isSchemeChar (c: char) =
-    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c = '+' || c = '-' || c = '.'
+    (c >= 'a' && c <= 'z')
+    || (c >= 'A' && c <= 'Z')
+    || (c >= '0' && c <= '9')
+    || c = '+'
+    || c = '-'
+    || c = '.'
 
 let private hasScheme (target: string) =
     let colon = target.IndexOf(':')
@@ -114,17 +140,22 @@ let private isAuthority (target: string) =
 /// Decides the form of a request-target for a method (RFC 9112 section 3.2), or says why none fits.
 let classifyTarget (method: string) (target: string) : Result<TargetForm, string> =
     if method = "CONNECT" then
-        if isAuthority target then Result.Ok Authority
-        else Result.Error "a CONNECT request-target must be in authority-form, host:port (RFC 9112 section 3.2.3)"
+        if isAuthority target then
+            Result.Ok Authority
+        else
+            Result.Error "a CONNECT request-target must be in authority-form, host:port (RFC 9112 section 3.2.3)"
     elif target = "*" then
-        if method = "OPTIONS" then Result.Ok Asterisk
-        else Result.Error "asterisk-form is only for OPTIONS (RFC 9112 section 3.2.4)"
+        if method = "OPTIONS" then
+            Result.Ok Asterisk
+        else
+            Result.Error "asterisk-form is only for OPTIONS (RFC 9112 section 3.2.4)"
     elif target[0] = '/' then
         Result.Ok Origin
     elif hasScheme target then
         Result.Ok Absolute
     else
-        Result.Error "request-target is not in origin-form (/path), absolute-form (scheme:...), authority-form (CONNECT) or asterisk-form (RFC 9112 section 3.2)"
+        Result.Error
+            "request-target is not in origin-form (/path), absolute-form (scheme:...), authority-form (CONNECT) or asterisk-form (RFC 9112 section 3.2)"
 
 /// request-target SP, returning the target and its form.
 let private targetThenSp (method: string) : P<struct (string * TargetForm)> =
@@ -135,9 +166,15 @@ let private targetThenSp (method: string) : P<struct (string * TargetForm)> =
 
         if t.Result.Length = 0 then
             if c = ' ' then
-                errorAt stream ErrorKind.InvalidRequestLine "two SP after the method; the request-line takes exactly one SP between its parts (RFC 9112 section 3)"
+                errorAt
+                    stream
+                    ErrorKind.InvalidRequestLine
+                    "two SP after the method; the request-line takes exactly one SP between its parts (RFC 9112 section 3)"
             else
-                errorAt stream ErrorKind.InvalidTarget (sprintf "%s may not start a request-target (RFC 9112 section 3.2)" (describe c))
+                errorAt
+                    stream
+                    ErrorKind.InvalidTarget
+                    (sprintf "%s may not start a request-target (RFC 9112 section 3.2)" (describe c))
         elif c = ' ' then
             match classifyTarget method t.Result with
             | Result.Ok form ->
@@ -145,9 +182,15 @@ let private targetThenSp (method: string) : P<struct (string * TargetForm)> =
                 Reply(struct (t.Result, form))
             | Result.Error why -> errorAtIndex start ErrorKind.InvalidTarget why
         elif isLineEnd c || c = eos then
-            errorAt stream ErrorKind.InvalidRequestLine "request-line has no HTTP-version (HTTP/0.9 is not supported; RFC 9112 section 3)"
+            errorAt
+                stream
+                ErrorKind.InvalidRequestLine
+                "request-line has no HTTP-version (HTTP/0.9 is not supported; RFC 9112 section 3)"
         else
-            errorAt stream ErrorKind.InvalidTarget (sprintf "%s may not appear in a request-target (RFC 9112 section 3.2)" (describe c))
+            errorAt
+                stream
+                ErrorKind.InvalidTarget
+                (sprintf "%s may not appear in a request-target (RFC 9112 section 3.2)" (describe c))
 
 /// HTTP-version, "HTTP/1.0" or "HTTP/1.1". Other well-formed versions are UnsupportedVersion.
 let version: P<HttpVersion> =
@@ -161,14 +204,34 @@ let version: P<HttpVersion> =
             let s = vchars stream
             let v = s.Result
 
-            if v.Length = 8 && v.StartsWith("HTTP/") && Char.IsAsciiDigit v[5] && v[6] = '.' && Char.IsAsciiDigit v[7] then
-                errorAtIndex start ErrorKind.UnsupportedVersion (sprintf "%s is not supported; only HTTP/1.0 and HTTP/1.1 are (RFC 9112 section 2.3)" v)
+            if
+                v.Length = 8
+                && v.StartsWith("HTTP/")
+                && Char.IsAsciiDigit v[5]
+                && v[6] = '.'
+                && Char.IsAsciiDigit v[7]
+            then
+                errorAtIndex
+                    start
+                    ErrorKind.UnsupportedVersion
+                    (sprintf "%s is not supported; only HTTP/1.0 and HTTP/1.1 are (RFC 9112 section 2.3)" v)
             else
-                errorAtIndex start ErrorKind.InvalidVersion (sprintf "HTTP-version must be HTTP/DIGIT.DIGIT, case-sensitive (RFC 9112 section 2.3); found %s" (if v.Length = 0 then describe (stream.Peek()) else "\"" + v + "\""))
+                errorAtIndex
+                    start
+                    ErrorKind.InvalidVersion
+                    (sprintf
+                        "HTTP-version must be HTTP/DIGIT.DIGIT, case-sensitive (RFC 9112 section 2.3); found %s"
+                        (if v.Length = 0 then
+                             describe (stream.Peek())
+                         else
+                             "\"" + v + "\""))
 
 let private requestLineEnd =
     lineEnd (fun stream c ->
-        errorAt stream ErrorKind.InvalidRequestLine (sprintf "%s after the HTTP-version; the request-line ends with CRLF (RFC 9112 section 3)" (describe c)))
+        errorAt
+            stream
+            ErrorKind.InvalidRequestLine
+            (sprintf "%s after the HTTP-version; the request-line ends with CRLF (RFC 9112 section 3)" (describe c)))
 
 /// request-line = method SP request-target SP HTTP-version CRLF. The HTTP/2 preface is its own error.
 let requestLine: P<struct (string * string * TargetForm * HttpVersion)> =
@@ -178,7 +241,10 @@ let requestLine: P<struct (string * string * TargetForm * HttpVersion)> =
         if m.Status <> ReplyStatus.Ok then
             Reply(m.Status, m.Error)
         elif m.Result = "PRI" && stream.Match("* HTTP/2.0") then
-            errorAtIndex 0L ErrorKind.Http2Preface "this is the HTTP/2 connection preface (RFC 9113 section 3.4); the peer speaks HTTP/2, not HTTP/1.x"
+            errorAtIndex
+                0L
+                ErrorKind.Http2Preface
+                "this is the HTTP/2 connection preface (RFC 9113 section 3.4); the peer speaks HTTP/2, not HTTP/1.x"
         else
             let t = targetThenSp m.Result stream
 
@@ -200,7 +266,10 @@ let requestLine: P<struct (string * string * TargetForm * HttpVersion)> =
 
 let private statusLineEnd =
     lineEnd (fun stream c ->
-        errorAt stream ErrorKind.InvalidStatusLine (sprintf "%s in the reason-phrase (RFC 9112 section 4)" (describe c)))
+        errorAt
+            stream
+            ErrorKind.InvalidStatusLine
+            (sprintf "%s in the reason-phrase (RFC 9112 section 4)" (describe c)))
 
 /// status-line = HTTP-version SP 3DIGIT SP [ reason-phrase ] CRLF. As Go does, the SP after the
 /// status code may be missing when there is no reason.
@@ -211,7 +280,10 @@ let statusLine: P<struct (HttpVersion * int * string)> =
         if v.Status <> ReplyStatus.Ok then
             Reply(v.Status, v.Error)
         elif not (stream.Skip(' ')) then
-            errorAt stream ErrorKind.InvalidStatusLine (sprintf "%s after the HTTP-version; expected one SP (RFC 9112 section 4)" (describe (stream.Peek())))
+            errorAt
+                stream
+                ErrorKind.InvalidStatusLine
+                (sprintf "%s after the HTTP-version; expected one SP (RFC 9112 section 4)" (describe (stream.Peek())))
         else
             let d0 = stream.Peek()
             let d1 = stream.Peek(1)
@@ -223,7 +295,10 @@ let statusLine: P<struct (HttpVersion * int * string)> =
                 let code = (int d0 - 48) * 100 + (int d1 - 48) * 10 + (int d2 - 48)
 
                 if code < 100 then
-                    errorAt stream ErrorKind.InvalidStatusLine (sprintf "status-code %03d is below 100 (RFC 9110 section 15)" code)
+                    errorAt
+                        stream
+                        ErrorKind.InvalidStatusLine
+                        (sprintf "status-code %03d is below 100 (RFC 9110 section 15)" code)
                 else
                     stream.Skip(3)
                     let c = stream.Peek()
@@ -245,7 +320,10 @@ let statusLine: P<struct (HttpVersion * int * string)> =
                         else
                             Reply(struct (v.Result, code, ""))
                     else
-                        errorAt stream ErrorKind.InvalidStatusLine (sprintf "%s after the status-code; expected SP (RFC 9112 section 4)" (describe c))
+                        errorAt
+                            stream
+                            ErrorKind.InvalidStatusLine
+                            (sprintf "%s after the status-code; expected SP (RFC 9112 section 4)" (describe c))
 
 // ---------------------------------------------------------------------------------------------
 // Field sections
@@ -268,7 +346,10 @@ let private valueLineEnd =
 
 let private foldEnd =
     lineEnd (fun stream c ->
-        errorAt stream ErrorKind.InvalidFieldValue (sprintf "%s in a folded field value (RFC 9110 section 5.5)" (describe c)))
+        errorAt
+            stream
+            ErrorKind.InvalidFieldValue
+            (sprintf "%s in a folded field value (RFC 9110 section 5.5)" (describe c)))
 
 /// field-line = field-name ":" OWS field-value OWS CRLF; returns the field with its value trimmed.
 let fieldLine: P<HeaderField> =
@@ -278,7 +359,10 @@ let fieldLine: P<HeaderField> =
         let c = stream.Peek()
 
         if n.Length = 0 then
-            errorAt stream ErrorKind.InvalidFieldName (sprintf "%s may not start a field name, which is a token (RFC 9110 section 5.1)" (describe c))
+            errorAt
+                stream
+                ErrorKind.InvalidFieldName
+                (sprintf "%s may not start a field name, which is a token (RFC 9110 section 5.1)" (describe c))
         elif c = ':' then
             stream.Skip()
             skipOws stream |> ignore
@@ -286,20 +370,37 @@ let fieldLine: P<HeaderField> =
             let next = stream.Peek()
 
             if not (isLineEnd next) then
-                errorAt stream ErrorKind.InvalidFieldValue (sprintf "%s in the value of field %s; values hold no control characters but HTAB (RFC 9110 section 5.5)" (describe next) n)
+                errorAt
+                    stream
+                    ErrorKind.InvalidFieldValue
+                    (sprintf
+                        "%s in the value of field %s; values hold no control characters but HTAB (RFC 9110 section 5.5)"
+                        (describe next)
+                        n)
             else
                 let e = valueLineEnd stream
 
                 if e.Status <> ReplyStatus.Ok then
                     Reply(e.Status, e.Error)
                 else
-                    Reply({ Name = n; Value = value.Result.TrimEnd(ows) })
+                    Reply(
+                        {
+                            Name = n
+                            Value = value.Result.TrimEnd(ows)
+                        }
+                    )
         elif CharClass.isOws c then
-            errorAt stream ErrorKind.WhitespaceBeforeColon (sprintf "whitespace between field name %s and its colon must be rejected (RFC 9112 section 5.1)" n)
+            errorAt
+                stream
+                ErrorKind.WhitespaceBeforeColon
+                (sprintf "whitespace between field name %s and its colon must be rejected (RFC 9112 section 5.1)" n)
         elif isLineEnd c || c = eos then
             errorAt stream ErrorKind.InvalidFieldName (sprintf "field line %s has no colon (RFC 9112 section 5)" n)
         else
-            errorAt stream ErrorKind.InvalidFieldName (sprintf "%s may not appear in a field name, which is a token (RFC 9110 section 5.1)" (describe c))
+            errorAt
+                stream
+                ErrorKind.InvalidFieldName
+                (sprintf "%s may not appear in a field name, which is a token (RFC 9110 section 5.1)" (describe c))
 
 let private foldAllowed (ctx: FieldContext) (settings: ParserSettings) =
     match ctx with
@@ -310,7 +411,10 @@ let private foldAllowed (ctx: FieldContext) (settings: ParserSettings) =
 
 let private finalLineEnd =
     lineEnd (fun stream c ->
-        errorAt stream ErrorKind.InvalidFieldName (sprintf "%s where a field line or the empty line was expected (RFC 9112 section 2.1)" (describe c)))
+        errorAt
+            stream
+            ErrorKind.InvalidFieldName
+            (sprintf "%s where a field line or the empty line was expected (RFC 9112 section 2.1)" (describe c)))
 
 /// A field section up to and including its terminating empty line, at most `maxCount` fields.
 let fields (ctx: FieldContext) (maxCount: int) : P<Headers> =
@@ -337,9 +441,19 @@ let fields (ctx: FieldContext) (maxCount: int) : P<Headers> =
                 fin <- true
 
                 if count = 0 then
-                    result <- errorAt stream ErrorKind.ObsFold "whitespace before the first field line must be rejected (RFC 9112 section 2.2)"
+                    result <-
+                        errorAt
+                            stream
+                            ErrorKind.ObsFold
+                            "whitespace before the first field line must be rejected (RFC 9112 section 2.2)"
                 elif not (foldAllowed ctx stream.UserState) then
-                    result <- errorAt stream ErrorKind.ObsFold (sprintf "obs-fold (a line starting with whitespace) continues field %s; it is not allowed here (RFC 9112 section 5.2)" buffer[count - 1].Name)
+                    result <-
+                        errorAt
+                            stream
+                            ErrorKind.ObsFold
+                            (sprintf
+                                "obs-fold (a line starting with whitespace) continues field %s; it is not allowed here (RFC 9112 section 5.2)"
+                                buffer[count - 1].Name)
                 else
                     skipOws stream |> ignore
                     let more = valueChars stream
@@ -360,7 +474,12 @@ let fields (ctx: FieldContext) (maxCount: int) : P<Headers> =
                         buffer[count - 1] <- { prev with Value = joined }
             elif count >= maxCount then
                 fin <- true
-                result <- errorAt stream ErrorKind.TooManyHeaders (sprintf "more than %d field lines (limit MaxHeaderCount)" maxCount)
+
+                result <-
+                    errorAt
+                        stream
+                        ErrorKind.TooManyHeaders
+                        (sprintf "more than %d field lines (limit MaxHeaderCount)" maxCount)
             else
                 let f = fieldLine stream
 
@@ -396,11 +515,13 @@ let requestHead: P<RequestHead> =
                 let struct (m, t, form, v) = line.Result
 
                 Reply(
-                    { Method = m
-                      Target = t
-                      Form = form
-                      Version = v
-                      Headers = h.Result }
+                    {
+                        Method = m
+                        Target = t
+                        Form = form
+                        Version = v
+                        Headers = h.Result
+                    }
                 )
 
 /// A whole response head: status-line, fields, empty line.
@@ -419,10 +540,12 @@ let responseHead: P<ResponseHead> =
                 let struct (v, s, r) = line.Result
 
                 Reply(
-                    { Version = v
-                      Status = s
-                      Reason = r
-                      Headers = h.Result }
+                    {
+                        Version = v
+                        Status = s
+                        Reason = r
+                        Headers = h.Result
+                    }
                 )
 
 // ---------------------------------------------------------------------------------------------
@@ -448,12 +571,22 @@ let private quotedString: P<unit> =
                     stream.Skip(2)
                 else
                     fin <- true
-                    result <- errorAt stream ErrorKind.InvalidChunkExtension "invalid quoted-pair in a chunk extension (RFC 9110 section 5.6.4)"
+
+                    result <-
+                        errorAt
+                            stream
+                            ErrorKind.InvalidChunkExtension
+                            "invalid quoted-pair in a chunk extension (RFC 9110 section 5.6.4)"
             elif c = '\t' || (c >= ' ' && c <> '\x7f' && c <= '\xff') then
                 stream.Skip()
             else
                 fin <- true
-                result <- errorAt stream ErrorKind.InvalidChunkExtension (sprintf "%s inside a quoted chunk extension value (RFC 9110 section 5.6.4)" (describe c))
+
+                result <-
+                    errorAt
+                        stream
+                        ErrorKind.InvalidChunkExtension
+                        (sprintf "%s inside a quoted chunk extension value (RFC 9110 section 5.6.4)" (describe c))
 
         result
 
@@ -471,7 +604,11 @@ let private chunkExtensions: P<unit> =
                 fin <- true
 
                 if stream.Index <> before then
-                    result <- errorAt stream ErrorKind.InvalidChunkSize "whitespace after a chunk-size must be followed by ';' and an extension (RFC 9112 section 7.1)"
+                    result <-
+                        errorAt
+                            stream
+                            ErrorKind.InvalidChunkSize
+                            "whitespace after a chunk-size must be followed by ';' and an extension (RFC 9112 section 7.1)"
             else
                 stream.Skip()
                 skipOws stream |> ignore
@@ -479,7 +616,12 @@ let private chunkExtensions: P<unit> =
 
                 if name.Result.Length = 0 then
                     fin <- true
-                    result <- errorAt stream ErrorKind.InvalidChunkExtension "a chunk extension needs a token name after ';' (RFC 9112 section 7.1.1)"
+
+                    result <-
+                        errorAt
+                            stream
+                            ErrorKind.InvalidChunkExtension
+                            "a chunk extension needs a token name after ';' (RFC 9112 section 7.1.1)"
                 else
                     skipOws stream |> ignore
 
@@ -497,13 +639,21 @@ let private chunkExtensions: P<unit> =
 
                             if v.Result.Length = 0 then
                                 fin <- true
-                                result <- errorAt stream ErrorKind.InvalidChunkExtension "a chunk extension value must be a token or a quoted-string (RFC 9112 section 7.1.1)"
+
+                                result <-
+                                    errorAt
+                                        stream
+                                        ErrorKind.InvalidChunkExtension
+                                        "a chunk extension value must be a token or a quoted-string (RFC 9112 section 7.1.1)"
 
         result
 
 let private chunkLineEnd =
     lineEnd (fun stream c ->
-        errorAt stream ErrorKind.InvalidChunkSize (sprintf "%s in a chunk-size line; expected chunk-ext or CRLF (RFC 9112 section 7.1)" (describe c)))
+        errorAt
+            stream
+            ErrorKind.InvalidChunkSize
+            (sprintf "%s in a chunk-size line; expected chunk-ext or CRLF (RFC 9112 section 7.1)" (describe c)))
 
 /// chunk-size [ chunk-ext ] CRLF, returning the size. Guards overflow: at most
 /// `MaxChunkSizeDigits` hex digits, and the value must fit an Int64.
@@ -515,14 +665,28 @@ let chunkSizeLine: P<int64> =
         let maxDigits = stream.UserState.Limits.MaxChunkSizeDigits
 
         if d.Length = 0 then
-            errorAt stream ErrorKind.InvalidChunkSize (sprintf "chunk-size must start with a hex digit, found %s (RFC 9112 section 7.1)" (describe (stream.Peek())))
+            errorAt
+                stream
+                ErrorKind.InvalidChunkSize
+                (sprintf
+                    "chunk-size must start with a hex digit, found %s (RFC 9112 section 7.1)"
+                    (describe (stream.Peek())))
         elif d.Length > maxDigits then
-            errorAtIndex start ErrorKind.ChunkSizeTooLarge (sprintf "chunk-size has %d hex digits, more than the limit of %d (MaxChunkSizeDigits)" d.Length maxDigits)
+            errorAtIndex
+                start
+                ErrorKind.ChunkSizeTooLarge
+                (sprintf
+                    "chunk-size has %d hex digits, more than the limit of %d (MaxChunkSizeDigits)"
+                    d.Length
+                    maxDigits)
         else
             let trimmed = d.AsSpan().TrimStart('0')
 
             if trimmed.Length > 16 || (trimmed.Length = 16 && trimmed[0] > '7') then
-                errorAtIndex start ErrorKind.ChunkSizeTooLarge (sprintf "chunk-size %s does not fit a signed 64-bit length" d)
+                errorAtIndex
+                    start
+                    ErrorKind.ChunkSizeTooLarge
+                    (sprintf "chunk-size %s does not fit a signed 64-bit length" d)
             else
                 let size = Int64.Parse(d, Globalization.NumberStyles.AllowHexSpecifier)
                 let ext = chunkExtensions stream
@@ -531,7 +695,11 @@ let chunkSizeLine: P<int64> =
                     Reply(ext.Status, ext.Error)
                 else
                     let e = chunkLineEnd stream
-                    if e.Status <> ReplyStatus.Ok then Reply(e.Status, e.Error) else Reply(size)
+
+                    if e.Status <> ReplyStatus.Ok then
+                        Reply(e.Status, e.Error)
+                    else
+                        Reply(size)
 
 // ---------------------------------------------------------------------------------------------
 // Running
@@ -562,6 +730,8 @@ let run (p: P<'T>) (settings: ParserSettings) (text: string) : Result<'T, HttpEr
         if stream.IsEndOfStream then
             Result.Ok reply.Result
         else
-            Result.Error(HttpError.create ErrorKind.InvalidHead stream.Index "unexpected bytes after the end of the section")
+            Result.Error(
+                HttpError.create ErrorKind.InvalidHead stream.Index "unexpected bytes after the end of the section"
+            )
     else
         Result.Error(toHttpError stream.Index reply.Error)

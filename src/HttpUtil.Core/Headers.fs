@@ -44,8 +44,10 @@ module CharClass =
 /// One field line: a name (case preserved as received) and its value (OWS trimmed).
 [<Struct; CustomEquality; NoComparison>]
 type HeaderField =
-    { Name: string
-      Value: string }
+    {
+        Name: string
+        Value: string
+    }
 
     override this.ToString() = this.Name + ": " + this.Value
 
@@ -97,7 +99,9 @@ type Headers private (fields: HeaderField[]) =
 
     /// The value of the first field called `name` (ASCII case-insensitive); false and null when there is none.
     member _.TryGetValue(name: string, [<Runtime.InteropServices.Out>] value: byref<string | null>) =
-        let i = fields |> Array.tryFindIndex (fun f -> String.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase))
+        let i =
+            fields
+            |> Array.tryFindIndex (fun f -> String.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase))
 
         match i with
         | Some i ->
@@ -194,8 +198,10 @@ module Headers =
 
             h.Fields
             |> Seq.choose (fun f ->
-                if not (same f.Name name) then Some f
-                elif placed then None
+                if not (same f.Name name) then
+                    Some f
+                elif placed then
+                    None
                 else
                     placed <- true
                     Some { Name = name; Value = value })

@@ -32,13 +32,34 @@ let internal scanSection
     (tooLarge: ErrorKind)
     : Scan =
     let tooLong (lineStart: int64) =
-        ScanFailed(HttpError.create ErrorKind.LineTooLong lineStart (sprintf "a line is longer than %d bytes (limit MaxLineLength)" maxLine))
+        ScanFailed(
+            HttpError.create
+                ErrorKind.LineTooLong
+                lineStart
+                (sprintf "a line is longer than %d bytes (limit MaxLineLength)" maxLine)
+        )
 
     let tooBig () =
-        ScanFailed(HttpError.create tooLarge (int64 maxBytes) (sprintf "no end of the section within %d bytes (limit %s)" maxBytes (if tooLarge = ErrorKind.HeadTooLarge then "MaxHeadBytes" else "MaxTrailerBytes")))
+        ScanFailed(
+            HttpError.create
+                tooLarge
+                (int64 maxBytes)
+                (sprintf
+                    "no end of the section within %d bytes (limit %s)"
+                    maxBytes
+                    (if tooLarge = ErrorKind.HeadTooLarge then
+                         "MaxHeadBytes"
+                     else
+                         "MaxTrailerBytes"))
+        )
 
     let tooMany (lineStart: int64) =
-        ScanFailed(HttpError.create ErrorKind.TooManyHeaders lineStart (sprintf "more than %d field lines (limit MaxHeaderCount)" (maxLines - 1)))
+        ScanFailed(
+            HttpError.create
+                ErrorKind.TooManyHeaders
+                lineStart
+                (sprintf "more than %d field lines (limit MaxHeaderCount)" (maxLines - 1))
+        )
 
     let mutable result = ScanNeedMore
     let mutable fin = false
@@ -62,14 +83,18 @@ let internal scanSection
                 let at = i + rel
                 let lfPos = segmentStart + int64 at
                 let before = if at > 0 then span[at - 1] else prev
-                let content = lfPos - lineStart - (if lfPos > lineStart && before = CR then 1L else 0L)
+
+                let content =
+                    lfPos - lineStart - (if lfPos > lineStart && before = CR then 1L else 0L)
 
                 if content = 0L && lfPos - lineStart <= 1L then
                     fin <- true
 
                     result <-
-                        if lfPos + 1L > int64 maxBytes then tooBig ()
-                        else ScanFound(lfPos + 1L)
+                        if lfPos + 1L > int64 maxBytes then
+                            tooBig ()
+                        else
+                            ScanFound(lfPos + 1L)
                 elif content > int64 maxLine then
                     fin <- true
                     result <- tooLong lineStart
@@ -116,9 +141,12 @@ let private leadingEmptyLines (allowBareLf: bool) (input: ReadOnlySequence<byte>
         else
             fin <- true
 
-    if reader.End then -1L
-    elif reader.Remaining = 1L && reader.IsNext(CR, false) then -1L
-    else skipped
+    if reader.End then
+        -1L
+    elif reader.Remaining = 1L && reader.IsNext(CR, false) then
+        -1L
+    else
+        skipped
 
 let private decodeLatin1 (bytes: ReadOnlySequence<byte>) =
     if bytes.IsSingleSegment then
@@ -163,13 +191,23 @@ let private runSection grammar settings (section: ReadOnlySequence<byte>) (offse
 /// Reads a request head from the start of `input`. Empty lines before the request-line are
 /// skipped (and counted in the consumed bytes). `Complete(parsed, n)`: the head ends at byte n,
 /// where the body (if any) starts. Error offsets count from the start of `input`.
-let parseRequestHead (settings: ParserSettings) (input: ReadOnlySequence<byte>) : Result<Incremental<Parsed<RequestHead>>, HttpError> =
+let parseRequestHead
+    (settings: ParserSettings)
+    (input: ReadOnlySequence<byte>)
+    : Result<Incremental<Parsed<RequestHead>>, HttpError> =
     let limits = settings.Limits
     let skip = leadingEmptyLines settings.Lenience.AllowBareLf input
 
     if skip < 0L then
         if input.Length > int64 limits.MaxHeadBytes then
-            Error(HttpError.create ErrorKind.HeadTooLarge (int64 limits.MaxHeadBytes) (sprintf "more than %d bytes of empty lines before a request-line (limit MaxHeadBytes)" limits.MaxHeadBytes))
+            Error(
+                HttpError.create
+                    ErrorKind.HeadTooLarge
+                    (int64 limits.MaxHeadBytes)
+                    (sprintf
+                        "more than %d bytes of empty lines before a request-line (limit MaxHeadBytes)"
+                        limits.MaxHeadBytes)
+            )
         else
             Ok NeedMore
     else
@@ -178,13 +216,27 @@ let parseRequestHead (settings: ParserSettings) (input: ReadOnlySequence<byte>) 
         let struct (same, _) = matchPrefix rest preface
 
         if same = preface.Length then
-            Error(HttpError.create ErrorKind.Http2Preface skip "this is the HTTP/2 connection preface (RFC 9113 section 3.4); the peer speaks HTTP/2, not HTTP/1.x")
+            Error(
+                HttpError.create
+                    ErrorKind.Http2Preface
+                    skip
+                    "this is the HTTP/2 connection preface (RFC 9113 section 3.4); the peer speaks HTTP/2, not HTTP/1.x"
+            )
         elif not (CharClass.isTchar (char first)) then
-            Error(HttpError.create ErrorKind.InvalidMethod skip (sprintf "request-line starts with %s; the method must be a token (RFC 9110 section 9.1)" (HttpError.describeChar (char first))))
+            Error(
+                HttpError.create
+                    ErrorKind.InvalidMethod
+                    skip
+                    (sprintf
+                        "request-line starts with %s; the method must be a token (RFC 9110 section 9.1)"
+                        (HttpError.describeChar (char first)))
+            )
         else
             let budget = limits.MaxHeadBytes - int skip
 
-            match scanSection rest (max budget 0) limits.MaxLineLength (limits.MaxHeaderCount + 1) ErrorKind.HeadTooLarge with
+            match
+                scanSection rest (max budget 0) limits.MaxLineLength (limits.MaxHeaderCount + 1) ErrorKind.HeadTooLarge
+            with
             | ScanNeedMore -> Ok NeedMore
             | ScanFailed e -> Error(HttpError.shift skip e)
             | ScanFound length ->
@@ -193,7 +245,10 @@ let parseRequestHead (settings: ParserSettings) (input: ReadOnlySequence<byte>) 
 
 /// Reads a response head from the start of `input`. `Complete(parsed, n)`: the head ends at byte n.
 /// Interim (1xx) responses are heads like any other: the caller reads again for the final one.
-let parseResponseHead (settings: ParserSettings) (input: ReadOnlySequence<byte>) : Result<Incremental<Parsed<ResponseHead>>, HttpError> =
+let parseResponseHead
+    (settings: ParserSettings)
+    (input: ReadOnlySequence<byte>)
+    : Result<Incremental<Parsed<ResponseHead>>, HttpError> =
     let limits = settings.Limits
 
     if input.IsEmpty then
@@ -202,9 +257,21 @@ let parseResponseHead (settings: ParserSettings) (input: ReadOnlySequence<byte>)
         let struct (same, n) = matchPrefix input httpSlash
 
         if same < n then
-            Error(HttpError.create ErrorKind.InvalidStatusLine (int64 same) "a response must start with HTTP/ (RFC 9112 section 4)")
+            Error(
+                HttpError.create
+                    ErrorKind.InvalidStatusLine
+                    (int64 same)
+                    "a response must start with HTTP/ (RFC 9112 section 4)"
+            )
         else
-            match scanSection input limits.MaxHeadBytes limits.MaxLineLength (limits.MaxHeaderCount + 1) ErrorKind.HeadTooLarge with
+            match
+                scanSection
+                    input
+                    limits.MaxHeadBytes
+                    limits.MaxLineLength
+                    (limits.MaxHeaderCount + 1)
+                    ErrorKind.HeadTooLarge
+            with
             | ScanNeedMore -> Ok NeedMore
             | ScanFailed e -> Error e
             | ScanFound length ->
@@ -213,10 +280,16 @@ let parseResponseHead (settings: ParserSettings) (input: ReadOnlySequence<byte>)
 
 /// Reads a trailer section (the field lines after a last-chunk, and the empty line that ends
 /// them) from the start of `input`, with `MaxTrailerBytes` and `MaxHeaderCount` as limits.
-let parseTrailers (settings: ParserSettings) (isRequest: bool) (input: ReadOnlySequence<byte>) : Result<Incremental<Headers>, HttpError> =
+let parseTrailers
+    (settings: ParserSettings)
+    (isRequest: bool)
+    (input: ReadOnlySequence<byte>)
+    : Result<Incremental<Headers>, HttpError> =
     let limits = settings.Limits
 
-    match scanSection input limits.MaxTrailerBytes limits.MaxLineLength limits.MaxHeaderCount ErrorKind.TrailerTooLarge with
+    match
+        scanSection input limits.MaxTrailerBytes limits.MaxLineLength limits.MaxHeaderCount ErrorKind.TrailerTooLarge
+    with
     | ScanNeedMore -> Ok NeedMore
     | ScanFailed e -> Error e
     | ScanFound length ->

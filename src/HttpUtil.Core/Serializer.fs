@@ -18,15 +18,26 @@ let private checkFields (headers: Headers) =
     | None ->
         match headers.Fields |> Seq.tryFind (fun f -> not (CharClass.isFieldValue f.Value)) with
         | Some f ->
-            invalid (sprintf "the value of field %s holds a control character, a char above 0xFF, or whitespace at an end (RFC 9110 section 5.5)" f.Name)
+            invalid (
+                sprintf
+                    "the value of field %s holds a control character, a char above 0xFF, or whitespace at an end (RFC 9110 section 5.5)"
+                    f.Name
+            )
         | None -> Ok()
 
 /// Checks that a request head can be written as it is.
 let validateRequest (head: RequestHead) : Result<unit, HttpError> =
     if not (CharClass.isToken head.Method) then
         invalid (sprintf "method %A is not a token (RFC 9110 section 9.1)" head.Method)
-    elif String.IsNullOrEmpty head.Target || not (head.Target |> Seq.forall CharClass.isVchar) then
-        invalid (sprintf "request-target %A is empty or holds a char that is not visible ASCII (RFC 9112 section 3.2)" head.Target)
+    elif
+        String.IsNullOrEmpty head.Target
+        || not (head.Target |> Seq.forall CharClass.isVchar)
+    then
+        invalid (
+            sprintf
+                "request-target %A is empty or holds a char that is not visible ASCII (RFC 9112 section 3.2)"
+                head.Target
+        )
     else
         match Grammar.classifyTarget head.Method head.Target with
         | Error why -> invalid why
@@ -38,7 +49,10 @@ let validateRequest (head: RequestHead) : Result<unit, HttpError> =
 let validateResponse (head: ResponseHead) : Result<unit, HttpError> =
     if head.Status < 100 || head.Status > 999 then
         invalid (sprintf "status code %d is not three digits from 100 (RFC 9110 section 15)" head.Status)
-    elif obj.ReferenceEquals(head.Reason, null) || not (head.Reason |> Seq.forall CharClass.isFieldValueChar) then
+    elif
+        obj.ReferenceEquals(head.Reason, null)
+        || not (head.Reason |> Seq.forall CharClass.isFieldValueChar)
+    then
         invalid "the reason-phrase holds a control character or a char above 0xFF (RFC 9112 section 4)"
     else
         checkFields head.Headers
@@ -75,7 +89,16 @@ let writeRequest (writer: IBufferWriter<byte>) (head: RequestHead) : Result<int,
     validateRequest head
     |> Result.map (fun () ->
         let v = head.Version.Text
-        let total = head.Method.Length + 1 + head.Target.Length + 1 + v.Length + 2 + fieldsLength head.Headers
+
+        let total =
+            head.Method.Length
+            + 1
+            + head.Target.Length
+            + 1
+            + v.Length
+            + 2
+            + fieldsLength head.Headers
+
         let span = writer.GetSpan(total)
         let mutable i = put head.Method span 0
         span[i] <- byte ' '
@@ -110,7 +133,9 @@ let writeResponse (writer: IBufferWriter<byte>) (head: ResponseHead) : Result<in
 
 let private toBytes write head =
     let w = ArrayBufferWriter<byte>(256)
-    write (w :> IBufferWriter<byte>) head |> Result.map (fun _ -> w.WrittenSpan.ToArray())
+
+    write (w :> IBufferWriter<byte>) head
+    |> Result.map (fun _ -> w.WrittenSpan.ToArray())
 
 /// A request head as bytes.
 let requestBytes (head: RequestHead) = toBytes writeRequest head

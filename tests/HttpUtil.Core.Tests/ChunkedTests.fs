@@ -5,11 +5,13 @@ open NUnit.Framework
 open HttpUtil.Core
 open HttpUtil.Core.Tests.Gen
 
-let private decodeAll settings (s: string) = decodeChunked settings true [ latin1 s ]
+let private decodeAll settings (s: string) =
+    decodeChunked settings true [ latin1 s ]
 
 [<Test>]
 let ``decodes chunks, extensions and trailers`` () =
-    let s = "5;ext=1\r\nhello\r\n6 ; a = \"q\\\"t\" ; b\r\n world\r\n0\r\nX-Sum: 42\r\nX-Other: y\r\n\r\nNEXT"
+    let s =
+        "5;ext=1\r\nhello\r\n6 ; a = \"q\\\"t\" ; b\r\n world\r\n0\r\nX-Sum: 42\r\nX-Other: y\r\n\r\nNEXT"
 
     match decodeAll strict s with
     | Ok(body, trailers, left) ->
@@ -40,7 +42,11 @@ let ``data comes back as slices of the input, without copying`` () =
     let input = ReadOnlySequence<byte>(bytes)
 
     match Chunked.decode strict true ChunkedDecoder.Start input with
-    | Ok { Output = BodyData d; Consumed = 7L; Decoder = dec } ->
+    | Ok {
+             Output = BodyData d
+             Consumed = 7L
+             Decoder = dec
+         } ->
         Assert.That(d.Start.GetObject(), Is.SameAs(bytes))
         Assert.That(dec.BodyBytes, Is.EqualTo(4L))
         Assert.That(dec.Phase, Is.EqualTo(ChunkDataEnd))
@@ -48,7 +54,10 @@ let ``data comes back as slices of the input, without copying`` () =
 
 [<Test>]
 let ``a finished decoder reports the end again and consumes nothing`` () =
-    let fin = { ChunkedDecoder.Start with Phase = Finished }
+    let fin =
+        { ChunkedDecoder.Start with
+            Phase = Finished
+        }
 
     match Chunked.decode strict true fin (ReadOnlySequence(latin1 "xyz")) with
     | Ok { Output = BodyEnd t; Consumed = 0L } -> Assert.That(t.Count, Is.EqualTo(0))
@@ -95,7 +104,13 @@ let ``bare LF after chunk data is accepted only when allowed`` () =
 
 [<Test>]
 let ``a chunk-size with too many digits fails on MaxChunkSizeDigits`` () =
-    let few = { strict with Limits = { Limits.Default with MaxChunkSizeDigits = 4 } }
+    let few =
+        { strict with
+            Limits =
+                { Limits.Default with
+                    MaxChunkSizeDigits = 4
+                }
+        }
 
     match decodeAll few "000001\r\nx\r\n0\r\n\r\n" with
     | Error e ->
@@ -113,7 +128,14 @@ let ``an endless chunk-size line fails on MaxChunkLineLength without waiting for
 
 [<Test>]
 let ``a trailer section over MaxTrailerBytes is rejected`` () =
-    let small = { strict with Limits = { Limits.Default with MaxTrailerBytes = 64 } }
+    let small =
+        { strict with
+            Limits =
+                { Limits.Default with
+                    MaxTrailerBytes = 64
+                }
+        }
+
     let s = "0\r\n" + String.replicate 10 "X-T: 0123456789\r\n"
 
     match decodeChunked small true [ latin1 s ] with
@@ -122,14 +144,27 @@ let ``a trailer section over MaxTrailerBytes is rejected`` () =
 
 [<Test>]
 let ``truncated bodies ask for more instead of failing`` () =
-    for s in [ ""; "5"; "5\r"; "5\r\nhel"; "5\r\nhello"; "5\r\nhello\r"; "5\r\nhello\r\n0\r\n"; "5\r\nhello\r\n0\r\nX: y\r\n" ] do
+    for s in
+        [
+            ""
+            "5"
+            "5\r"
+            "5\r\nhel"
+            "5\r\nhello"
+            "5\r\nhello\r"
+            "5\r\nhello\r\n0\r\n"
+            "5\r\nhello\r\n0\r\nX: y\r\n"
+        ] do
         match decodeChunked strict true [ latin1 s ] with
         | Error e -> Assert.That(e.Offset, Is.EqualTo(-1L), sprintf "%A: %O" s e)
         | Ok v -> Assert.Fail(sprintf "%A decoded %A" s v)
 
 [<Test>]
 let ``the encoder writes size lines in lower-case hex and skips empty pieces`` () =
-    let body = Chunked.encode [ Array.create 26 0x61uy; [||]; latin1 "b" ] (Headers.ofList [ "X-T", "1" ]) |> ok
+    let body =
+        Chunked.encode [ Array.create 26 0x61uy; [||]; latin1 "b" ] (Headers.ofList [ "X-T", "1" ])
+        |> ok
+
     Assert.That(text body, Is.EqualTo("1a\r\n" + String.replicate 26 "a" + "\r\n1\r\nb\r\n0\r\nX-T: 1\r\n\r\n"))
 
 [<Test>]

@@ -25,14 +25,26 @@ let ``a request without Content-Length or Transfer-Encoding has no body`` () =
 let ``Content-Length gives the length, repeated identical values count once`` () =
     Assert.That(req "Content-Length: 42\r\n", Is.EqualTo(Ok(ContentLength 42L): Result<BodyLength, HttpError>))
     Assert.That(req "Content-Length: 0\r\n", Is.EqualTo(Ok(ContentLength 0L): Result<BodyLength, HttpError>))
-    Assert.That(req "Content-Length: 7, 7\r\nContent-Length: 7\r\n", Is.EqualTo(Ok(ContentLength 7L): Result<BodyLength, HttpError>))
-    Assert.That(req "Content-Length: 9223372036854775807\r\n", Is.EqualTo(Ok(ContentLength System.Int64.MaxValue): Result<BodyLength, HttpError>))
+
+    Assert.That(
+        req "Content-Length: 7, 7\r\nContent-Length: 7\r\n",
+        Is.EqualTo(Ok(ContentLength 7L): Result<BodyLength, HttpError>)
+    )
+
+    Assert.That(
+        req "Content-Length: 9223372036854775807\r\n",
+        Is.EqualTo(Ok(ContentLength System.Int64.MaxValue): Result<BodyLength, HttpError>)
+    )
 
 [<Test>]
 let ``chunked as the final coding frames a request, in any letter case`` () =
     Assert.That(req "Transfer-Encoding: chunked\r\n", Is.EqualTo(Ok Chunked: Result<BodyLength, HttpError>))
     Assert.That(req "Transfer-Encoding: gzip, CHUNKED\r\n", Is.EqualTo(Ok Chunked: Result<BodyLength, HttpError>))
-    Assert.That(req "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", Is.EqualTo(Ok Chunked: Result<BodyLength, HttpError>))
+
+    Assert.That(
+        req "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+        Is.EqualTo(Ok Chunked: Result<BodyLength, HttpError>)
+    )
 
 // Request smuggling shapes (RFC 9112 section 11.2) and the rules of section 6.3.
 [<TestCase("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "TransferEncodingWithContentLength")>]
@@ -80,15 +92,49 @@ let ``responses that never have a body`` (meth: string, status: string, fields: 
 
 [<Test>]
 let ``response framing: length, chunked, or until close`` () =
-    Assert.That(resp "GET" "HTTP/1.1 200 OK" "Content-Length: 12\r\n", Is.EqualTo(Ok(ContentLength 12L): Result<BodyLength, HttpError>))
-    Assert.That(resp "GET" "HTTP/1.1 200 OK" "Transfer-Encoding: chunked\r\n", Is.EqualTo(Ok Chunked: Result<BodyLength, HttpError>))
+    Assert.That(
+        resp "GET" "HTTP/1.1 200 OK" "Content-Length: 12\r\n",
+        Is.EqualTo(Ok(ContentLength 12L): Result<BodyLength, HttpError>)
+    )
+
+    Assert.That(
+        resp "GET" "HTTP/1.1 200 OK" "Transfer-Encoding: chunked\r\n",
+        Is.EqualTo(Ok Chunked: Result<BodyLength, HttpError>)
+    )
+
     Assert.That(resp "GET" "HTTP/1.1 200 OK" "", Is.EqualTo(Ok UntilClose: Result<BodyLength, HttpError>))
-    Assert.That(resp "GET" "HTTP/1.1 200 OK" "Transfer-Encoding: gzip\r\n", Is.EqualTo(Ok UntilClose: Result<BodyLength, HttpError>))
-    Assert.That(resp "CONNECT" "HTTP/1.1 407 Proxy Auth" "Content-Length: 2\r\n", Is.EqualTo(Ok(ContentLength 2L): Result<BodyLength, HttpError>))
+
+    Assert.That(
+        resp "GET" "HTTP/1.1 200 OK" "Transfer-Encoding: gzip\r\n",
+        Is.EqualTo(Ok UntilClose: Result<BodyLength, HttpError>)
+    )
+
+    Assert.That(
+        resp "CONNECT" "HTTP/1.1 407 Proxy Auth" "Content-Length: 2\r\n",
+        Is.EqualTo(Ok(ContentLength 2L): Result<BodyLength, HttpError>)
+    )
 
 [<Test>]
 let ``ambiguous response framing is rejected too`` () =
-    Assert.That(resp "GET" "HTTP/1.1 200 OK" "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n" |> kindOf, Is.EqualTo(ErrorKind.TransferEncodingWithContentLength))
-    Assert.That(resp "GET" "HTTP/1.1 200 OK" "Content-Length: 3\r\nContent-Length: 4\r\n" |> kindOf, Is.EqualTo(ErrorKind.DifferingContentLengths))
-    Assert.That(resp "GET" "HTTP/1.0 200 OK" "Transfer-Encoding: chunked\r\n" |> kindOf, Is.EqualTo(ErrorKind.TransferEncodingInHttp10))
-    Assert.That(resp "GET" "HTTP/1.1 200 OK" "Transfer-Encoding: chunked, gzip, chunked\r\n" |> kindOf, Is.EqualTo(ErrorKind.UnsupportedTransferCoding))
+    Assert.That(
+        resp "GET" "HTTP/1.1 200 OK" "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n"
+        |> kindOf,
+        Is.EqualTo(ErrorKind.TransferEncodingWithContentLength)
+    )
+
+    Assert.That(
+        resp "GET" "HTTP/1.1 200 OK" "Content-Length: 3\r\nContent-Length: 4\r\n"
+        |> kindOf,
+        Is.EqualTo(ErrorKind.DifferingContentLengths)
+    )
+
+    Assert.That(
+        resp "GET" "HTTP/1.0 200 OK" "Transfer-Encoding: chunked\r\n" |> kindOf,
+        Is.EqualTo(ErrorKind.TransferEncodingInHttp10)
+    )
+
+    Assert.That(
+        resp "GET" "HTTP/1.1 200 OK" "Transfer-Encoding: chunked, gzip, chunked\r\n"
+        |> kindOf,
+        Is.EqualTo(ErrorKind.UnsupportedTransferCoding)
+    )

@@ -22,10 +22,14 @@ type private Segment(memory: ReadOnlyMemory<byte>, index: int64) =
 /// as a PipeReader may deliver them).
 let segmented (bytes: byte[]) (cuts: int list) : ReadOnlySequence<byte> =
     let points =
-        cuts |> List.map (fun c -> if bytes.Length = 0 then 0 else abs c % (bytes.Length + 1)) |> List.sort
+        cuts
+        |> List.map (fun c -> if bytes.Length = 0 then 0 else abs c % (bytes.Length + 1))
+        |> List.sort
 
     let bounds = (0 :: points) @ [ bytes.Length ]
-    let pieces = List.pairwise bounds |> List.map (fun (a, b) -> ReadOnlyMemory(bytes, a, b - a))
+
+    let pieces =
+        List.pairwise bounds |> List.map (fun (a, b) -> ReadOnlyMemory(bytes, a, b - a))
 
     match pieces with
     | [ only ] -> ReadOnlySequence<byte>(only)
@@ -46,7 +50,8 @@ let segmented (bytes: byte[]) (cuts: int list) : ReadOnlySequence<byte> =
 let latin1 (s: string) = Encoding.Latin1.GetBytes s
 let text (b: byte[]) = Encoding.Latin1.GetString b
 
-let private tchars = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+let private tchars =
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 let private stringOf (chars: Gen<char>) (minLen: int) (maxLen: int) =
     gen {
@@ -63,11 +68,15 @@ let vchar = Gen.choose (0x21, 0x7e) |> Gen.map char
 
 /// field-vchar or SP/HTAB, obs-text included.
 let valueChar =
-    Gen.frequency [ 6, vchar; 1, Gen.elements [ ' '; '\t' ]; 1, Gen.choose (0x80, 0xff) |> Gen.map char ]
+    Gen.frequency
+        [
+            6, vchar
+            1, Gen.elements [ ' '; '\t' ]
+            1, Gen.choose (0x80, 0xff) |> Gen.map char
+        ]
 
 /// A valid field value: no whitespace at either end.
-let fieldValue =
-    stringOf valueChar 0 40 |> Gen.map (fun s -> s.Trim(' ', '\t'))
+let fieldValue = stringOf valueChar 0 40 |> Gen.map (fun s -> s.Trim(' ', '\t'))
 
 let headers =
     gen {
@@ -100,6 +109,7 @@ let requestHead =
     gen {
         let! form = Gen.elements [ Origin; Origin; Absolute; Authority; Asterisk ]
         let! m = token
+
         let! target =
             match form with
             | Origin -> originTarget
@@ -118,11 +128,13 @@ let requestHead =
         let! h = headers
 
         return
-            { Method = m
-              Target = target
-              Form = form
-              Version = v
-              Headers = h }
+            {
+                Method = m
+                Target = target
+                Form = form
+                Version = v
+                Headers = h
+            }
     }
 
 /// A valid response head (reason phrases may be empty or hold spaces anywhere).
@@ -134,10 +146,12 @@ let responseHead =
         let! h = headers
 
         return
-            { Version = v
-              Status = status
-              Reason = reason
-              Headers = h }
+            {
+                Version = v
+                Status = status
+                Reason = reason
+                Headers = h
+            }
     }
 
 /// Arbitrary instances for the properties.
@@ -150,8 +164,11 @@ let strict = ParserSettings.Default
 let lenient =
     { ParserSettings.Default with
         Lenience =
-            { AllowBareLf = true
-              AllowObsFoldInResponses = true } }
+            {
+                AllowBareLf = true
+                AllowObsFoldInResponses = true
+            }
+    }
 
 let ok r =
     match r with
@@ -219,6 +236,10 @@ let decodeChunked settings (isRequest: bool) (deliveries: byte[] list) : Result<
 
 /// Cuts bytes into deliveries at the given positions.
 let deliveries (bytes: byte[]) (cuts: int list) =
-    let points = cuts |> List.map (fun c -> if bytes.Length = 0 then 0 else abs c % (bytes.Length + 1)) |> List.sort
+    let points =
+        cuts
+        |> List.map (fun c -> if bytes.Length = 0 then 0 else abs c % (bytes.Length + 1))
+        |> List.sort
+
     let bounds = (0 :: points) @ [ bytes.Length ]
     List.pairwise bounds |> List.map (fun (a, b) -> bytes[a .. b - 1])

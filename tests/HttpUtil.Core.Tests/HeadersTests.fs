@@ -4,7 +4,14 @@ open NUnit.Framework
 open HttpUtil.Core
 
 let h =
-    Headers.ofList [ "Host", "example.com"; "X-A", "1"; "x-a", "2"; "Connection", "keep-alive, Upgrade"; "connection", " Close " ]
+    Headers.ofList
+        [
+            "Host", "example.com"
+            "X-A", "1"
+            "x-a", "2"
+            "Connection", "keep-alive, Upgrade"
+            "connection", " Close "
+        ]
 
 [<Test>]
 let ``lookup ignores case and keeps order of repeated fields`` () =
@@ -15,7 +22,10 @@ let ``lookup ignores case and keeps order of repeated fields`` () =
 
 [<Test>]
 let ``names keep their casing and wire order`` () =
-    Assert.That(h.Fields |> Seq.map (fun f -> f.Name) |> List.ofSeq, Is.EqualTo(box [ "Host"; "X-A"; "x-a"; "Connection"; "connection" ]))
+    Assert.That(
+        h.Fields |> Seq.map (fun f -> f.Name) |> List.ofSeq,
+        Is.EqualTo(box [ "Host"; "X-A"; "x-a"; "Connection"; "connection" ])
+    )
 
 [<Test>]
 let ``connection tokens are split, trimmed and lower-cased`` () =
@@ -26,7 +36,20 @@ let ``connection tokens are split, trimmed and lower-cased`` () =
 [<Test>]
 let ``set replaces every field of a name at the first one's place`` () =
     let s = Headers.set "x-A" "9" h
-    Assert.That(Headers.toList s, Is.EqualTo(box [ "Host", "example.com"; "x-A", "9"; "Connection", "keep-alive, Upgrade"; "connection", " Close " ]))
+
+    Assert.That(
+        Headers.toList s,
+        Is.EqualTo(
+            box
+                [
+                    "Host", "example.com"
+                    "x-A", "9"
+                    "Connection", "keep-alive, Upgrade"
+                    "connection", " Close "
+                ]
+        )
+    )
+
     Assert.That(Headers.getAll "X-A" h, Is.EqualTo(box [ "1"; "2" ]), "the original is unchanged")
 
 [<Test>]
@@ -40,4 +63,5 @@ let ``add and remove return new lists`` () =
 
 [<Test>]
 let ``indexing outside the list throws ArgumentOutOfRange`` () =
-    Assert.Throws<System.ArgumentOutOfRangeException>(fun () -> h[99] |> ignore) |> ignore
+    Assert.Throws<System.ArgumentOutOfRangeException>(fun () -> h[99] |> ignore)
+    |> ignore

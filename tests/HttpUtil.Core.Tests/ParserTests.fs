@@ -29,7 +29,21 @@ let ``parses a browser GET with its fields in order`` () =
     Assert.That(head.Target, Is.EqualTo("/search?q=a%20b"))
     Assert.That(head.Form, Is.EqualTo(Origin))
     Assert.That(head.Version, Is.EqualTo(Http11))
-    Assert.That(Headers.toList head.Headers, Is.EqualTo(box [ "Host", "example.com"; "User-Agent", "Mozilla/5.0 (X11)"; "Accept", "*/*"; "X-Empty", ""; "X-Pad", "v" ]))
+
+    Assert.That(
+        Headers.toList head.Headers,
+        Is.EqualTo(
+            box
+                [
+                    "Host", "example.com"
+                    "User-Agent", "Mozilla/5.0 (X11)"
+                    "Accept", "*/*"
+                    "X-Empty", ""
+                    "X-Pad", "v"
+                ]
+        )
+    )
+
     Assert.That(n, Is.EqualTo(int64 (s.Length - 4)), "consumed stops where the body starts")
 
 [<TestCase("OPTIONS * HTTP/1.1", "*", "Asterisk")>]
@@ -78,11 +92,29 @@ let ``obs-text in a field value is kept byte for byte`` () =
 
 [<Test>]
 let ``incomplete heads ask for more bytes`` () =
-    for s in [ ""; "G"; "GET / HTTP/1.1"; "GET / HTTP/1.1\r\n"; "GET / HTTP/1.1\r\nHost: a\r\n"; "GET / HTTP/1.1\r\n\r"; "\r\n"; "\r" ] do
-        Assert.That(parseReqWith strict s, Is.EqualTo(Ok NeedMore: Result<Incremental<Parsed<RequestHead>>, HttpError>), s)
+    for s in
+        [
+            ""
+            "G"
+            "GET / HTTP/1.1"
+            "GET / HTTP/1.1\r\n"
+            "GET / HTTP/1.1\r\nHost: a\r\n"
+            "GET / HTTP/1.1\r\n\r"
+            "\r\n"
+            "\r"
+        ] do
+        Assert.That(
+            parseReqWith strict s,
+            Is.EqualTo(Ok NeedMore: Result<Incremental<Parsed<RequestHead>>, HttpError>),
+            s
+        )
 
     for s in [ ""; "H"; "HTTP/1.1 200 OK\r\n" ] do
-        Assert.That(parseRespWith strict s, Is.EqualTo(Ok NeedMore: Result<Incremental<Parsed<ResponseHead>>, HttpError>), s)
+        Assert.That(
+            parseRespWith strict s,
+            Is.EqualTo(Ok NeedMore: Result<Incremental<Parsed<ResponseHead>>, HttpError>),
+            s
+        )
 
 // ------------------------------------------------------------------------------------------
 // Rejections: every rule has its own kind, at the right offset
@@ -127,7 +159,8 @@ let ``obs-fold in a response is rejected by default and replaced by SP when allo
     Assert.That(parseRespWith strict s |> errorOf |> _.Kind, Is.EqualTo(ErrorKind.ObsFold))
 
     match parseRespWith lenient s with
-    | Ok(Complete(p, _)) -> Assert.That(Headers.toList p.Head.Headers, Is.EqualTo(box [ "X-A", "one two three"; "B", "c" ]))
+    | Ok(Complete(p, _)) ->
+        Assert.That(Headers.toList p.Head.Headers, Is.EqualTo(box [ "X-A", "one two three"; "B", "c" ]))
     | other -> Assert.Fail(sprintf "%A" other)
 
 [<Test>]
@@ -198,11 +231,15 @@ let private tight =
             { Limits.Default with
                 MaxHeadBytes = 100
                 MaxLineLength = 40
-                MaxHeaderCount = 3 } }
+                MaxHeaderCount = 3
+            }
+    }
 
 [<Test>]
 let ``a head larger than MaxHeadBytes is rejected without waiting for its end`` () =
-    let s = "GET / HTTP/1.1\r\n" + String.replicate 4 "X-Long-Name: 0123456789abcdef\r\n"
+    let s =
+        "GET / HTTP/1.1\r\n" + String.replicate 4 "X-Long-Name: 0123456789abcdef\r\n"
+
     let e = parseReqWith tight s |> errorOf
     Assert.That(e.Kind, Is.EqualTo(ErrorKind.HeadTooLarge))
     Assert.That(e.Message, Does.Contain("MaxHeadBytes"))
@@ -255,19 +292,26 @@ let ``errors keep offsets from the start of a multi-segment input`` () =
 [<Test>]
 let ``the serializer writes the head byte for byte`` () =
     let head =
-        { Method = "POST"
-          Target = "/submit?x=1"
-          Form = Origin
-          Version = Http11
-          Headers = Headers.ofList [ "host", "a.example"; "Content-Length", "3"; "X-CASE", "MiXeD" ] }
+        {
+            Method = "POST"
+            Target = "/submit?x=1"
+            Form = Origin
+            Version = Http11
+            Headers = Headers.ofList [ "host", "a.example"; "Content-Length", "3"; "X-CASE", "MiXeD" ]
+        }
 
-    Assert.That(text (serializeRequest head), Is.EqualTo("POST /submit?x=1 HTTP/1.1\r\nhost: a.example\r\nContent-Length: 3\r\nX-CASE: MiXeD\r\n\r\n"))
+    Assert.That(
+        text (serializeRequest head),
+        Is.EqualTo("POST /submit?x=1 HTTP/1.1\r\nhost: a.example\r\nContent-Length: 3\r\nX-CASE: MiXeD\r\n\r\n")
+    )
 
     let resp =
-        { Version = Http10
-          Status = 503
-          Reason = ""
-          Headers = Headers.empty }
+        {
+            Version = Http10
+            Status = 503
+            Reason = ""
+            Headers = Headers.empty
+        }
 
     Assert.That(text (serializeResponse resp), Is.EqualTo("HTTP/1.0 503 \r\n\r\n"))
 
@@ -280,11 +324,13 @@ let ``the serializer writes the head byte for byte`` () =
 [<TestCase("X-A", "wide\u0100")>]
 let ``the serializer refuses fields that would inject or mislead`` (name: string, value: string) =
     let head =
-        { Method = "GET"
-          Target = "/"
-          Form = Origin
-          Version = Http11
-          Headers = Headers.ofList [ name, value ] }
+        {
+            Method = "GET"
+            Target = "/"
+            Form = Origin
+            Version = Http11
+            Headers = Headers.ofList [ name, value ]
+        }
 
     Assert.That(Serializer.requestBytes head |> kindOf, Is.EqualTo(ErrorKind.InvalidHead))
 
@@ -301,34 +347,44 @@ let ``the serializer refuses invalid request-lines`` (m: string, target: string,
         | _ -> Origin
 
     let head =
-        { Method = m
-          Target = target
-          Form = f
-          Version = Http11
-          Headers = Headers.empty }
+        {
+            Method = m
+            Target = target
+            Form = f
+            Version = Http11
+            Headers = Headers.empty
+        }
 
     Assert.That(Serializer.requestBytes head |> kindOf, Is.EqualTo(ErrorKind.InvalidHead))
 
 [<Test>]
 let ``the serializer refuses a reason with CRLF and a status outside 100-999`` () =
     let r =
-        { Version = Http11
-          Status = 200
-          Reason = "OK\r\nX: y"
-          Headers = Headers.empty }
+        {
+            Version = Http11
+            Status = 200
+            Reason = "OK\r\nX: y"
+            Headers = Headers.empty
+        }
 
     Assert.That(Serializer.responseBytes r |> kindOf, Is.EqualTo(ErrorKind.InvalidHead))
-    Assert.That(Serializer.responseBytes { r with Reason = "OK"; Status = 42 } |> kindOf, Is.EqualTo(ErrorKind.InvalidHead))
+
+    Assert.That(
+        Serializer.responseBytes { r with Reason = "OK"; Status = 42 } |> kindOf,
+        Is.EqualTo(ErrorKind.InvalidHead)
+    )
 
 [<Test>]
 let ``writes go to any buffer writer and report their length`` () =
     let w = ArrayBufferWriter<byte>()
 
     let head =
-        { Version = Http11
-          Status = 200
-          Reason = "OK"
-          Headers = Headers.ofList [ "A", "b" ] }
+        {
+            Version = Http11
+            Status = 200
+            Reason = "OK"
+            Headers = Headers.ofList [ "A", "b" ]
+        }
 
     let n = Serializer.writeResponse w head |> ok
     Assert.That(n, Is.EqualTo(w.WrittenCount))

@@ -38,14 +38,18 @@ let private mutate (bytes: byte[]) (edits: Mutation list) =
 /// Bytes that matter to HTTP framing are tried more often than others.
 let private interestingByte =
     Gen.frequency
-        [ 3, Gen.elements [ 13uy; 10uy; 32uy; 9uy; 58uy; 0uy; 59uy; 34uy; 48uy; 127uy; 255uy ]
-          2, Gen.choose (0, 255) |> Gen.map byte ]
+        [
+            3, Gen.elements [ 13uy; 10uy; 32uy; 9uy; 58uy; 0uy; 59uy; 34uy; 48uy; 127uy; 255uy ]
+            2, Gen.choose (0, 255) |> Gen.map byte
+        ]
 
 let private mutation =
     Gen.oneof
-        [ Gen.zip (Gen.choose (0, 4000)) interestingByte |> Gen.map Replace
-          Gen.zip (Gen.choose (0, 4000)) interestingByte |> Gen.map Insert
-          Gen.choose (0, 4000) |> Gen.map Delete ]
+        [
+            Gen.zip (Gen.choose (0, 4000)) interestingByte |> Gen.map Replace
+            Gen.zip (Gen.choose (0, 4000)) interestingByte |> Gen.map Insert
+            Gen.choose (0, 4000) |> Gen.map Delete
+        ]
 
 let private pieces = Gen.listOf (Gen.arrayOf (Gen.choose (0, 255) |> Gen.map byte))
 
@@ -60,7 +64,11 @@ let private trailers =
 type MoreArbitraries =
     static member Mutation() = Arb.fromGen mutation
 
-type BodyCase = { Pieces: byte[] list; Trailers: Headers }
+type BodyCase =
+    {
+        Pieces: byte[] list
+        Trailers: Headers
+    }
 
 type BodyArbitraries =
     static member BodyCase() =
@@ -109,7 +117,12 @@ let ``write then parse gives back the same response head`` (head: ResponseHead) 
     | _ -> false
 
 [<Property(MaxTest = 500, Arbitrary = [| typeof<Arbitraries>; typeof<MoreArbitraries> |])>]
-let ``request parsing does not depend on how the bytes are split`` (head: RequestHead) (edits: Mutation list) (cuts: int list) (bareLf: bool) =
+let ``request parsing does not depend on how the bytes are split``
+    (head: RequestHead)
+    (edits: Mutation list)
+    (cuts: int list)
+    (bareLf: bool)
+    =
     let bytes = mutate (serializeRequest head) (List.truncate 3 edits)
     let settings = settingsFor bareLf
     let whole = Parser.parseRequestBytes settings bytes
@@ -117,7 +130,12 @@ let ``request parsing does not depend on how the bytes are split`` (head: Reques
     whole = split
 
 [<Property(MaxTest = 500, Arbitrary = [| typeof<Arbitraries>; typeof<MoreArbitraries> |])>]
-let ``response parsing does not depend on how the bytes are split`` (head: ResponseHead) (edits: Mutation list) (cuts: int list) (lenient': bool) =
+let ``response parsing does not depend on how the bytes are split``
+    (head: ResponseHead)
+    (edits: Mutation list)
+    (cuts: int list)
+    (lenient': bool)
+    =
     let bytes = mutate (serializeResponse head) (List.truncate 3 edits)
     let settings = settingsFor lenient'
     Parser.parseResponseBytes settings bytes = Parser.parseResponseHead settings (segmented bytes cuts)
@@ -156,8 +174,14 @@ let ``chunked encode then decode is the identity, however the bytes arrive`` (bo
     delivered && segmentedOk
 
 [<Property(MaxTest = 500, Arbitrary = [| typeof<BodyArbitraries>; typeof<MoreArbitraries> |])>]
-let ``chunked decoding of mutated bodies is split-invariant and never throws`` (body: BodyCase) (edits: Mutation list) (cuts: int list) =
-    let coded = mutate (Chunked.encode body.Pieces body.Trailers |> ok) (List.truncate 4 edits)
+let ``chunked decoding of mutated bodies is split-invariant and never throws``
+    (body: BodyCase)
+    (edits: Mutation list)
+    (cuts: int list)
+    =
+    let coded =
+        mutate (Chunked.encode body.Pieces body.Trailers |> ok) (List.truncate 4 edits)
+
     let whole = decodeSequence strict (ReadOnlySequence coded)
     let split = decodeSequence strict (segmented coded cuts)
 
@@ -169,7 +193,12 @@ let ``chunked decoding of mutated bodies is split-invariant and never throws`` (
     whole = split && sane
 
 [<Property(MaxTest = 500, Arbitrary = [| typeof<Arbitraries>; typeof<MoreArbitraries> |])>]
-let ``mutated heads always parse or yield an error value inside the input`` (head: RequestHead) (resp: ResponseHead) (edits: Mutation list) (lenient': bool) =
+let ``mutated heads always parse or yield an error value inside the input``
+    (head: RequestHead)
+    (resp: ResponseHead)
+    (edits: Mutation list)
+    (lenient': bool)
+    =
     let settings = settingsFor lenient'
     let req = mutate (serializeRequest head) edits
     let res = mutate (serializeResponse resp) edits
