@@ -499,54 +499,41 @@ let fields (ctx: FieldContext) (maxCount: int) : P<Headers> =
         pool.Return(buffer, true)
         result
 
-/// A whole request head: request-line, fields, empty line.
-let requestHead: P<RequestHead> =
+/// A start line, then a field section and its empty line, combined by `build`.
+let private head (startLine: P<'Line>) (ctx: FieldContext) (build: 'Line -> Headers -> 'Head) : P<'Head> =
     fun stream ->
-        let line = requestLine stream
+        let line = startLine stream
 
         if line.Status <> ReplyStatus.Ok then
             Reply(line.Status, line.Error)
         else
-            let h = fields RequestFields stream.UserState.Limits.MaxHeaderCount stream
+            let h = fields ctx stream.UserState.Limits.MaxHeaderCount stream
 
             if h.Status <> ReplyStatus.Ok then
                 Reply(h.Status, h.Error)
             else
-                let struct (m, t, form, v) = line.Result
+                Reply(build line.Result h.Result)
 
-                Reply(
-                    {
-                        Method = m
-                        Target = t
-                        Form = form
-                        Version = v
-                        Headers = h.Result
-                    }
-                )
+/// A whole request head: request-line, fields, empty line.
+let requestHead: P<RequestHead> =
+    head requestLine RequestFields (fun (struct (m, t, form, v)) h ->
+        {
+            Method = m
+            Target = t
+            Form = form
+            Version = v
+            Headers = h
+        })
 
 /// A whole response head: status-line, fields, empty line.
 let responseHead: P<ResponseHead> =
-    fun stream ->
-        let line = statusLine stream
-
-        if line.Status <> ReplyStatus.Ok then
-            Reply(line.Status, line.Error)
-        else
-            let h = fields ResponseFields stream.UserState.Limits.MaxHeaderCount stream
-
-            if h.Status <> ReplyStatus.Ok then
-                Reply(h.Status, h.Error)
-            else
-                let struct (v, s, r) = line.Result
-
-                Reply(
-                    {
-                        Version = v
-                        Status = s
-                        Reason = r
-                        Headers = h.Result
-                    }
-                )
+    head statusLine ResponseFields (fun (struct (v, s, r)) h ->
+        {
+            Version = v
+            Status = s
+            Reason = r
+            Headers = h
+        })
 
 // ---------------------------------------------------------------------------------------------
 // Chunk-size lines (RFC 9112 section 7.1)

@@ -178,3 +178,23 @@ let ``writeChunkHeader needs room and a positive size`` () =
     Assert.That(text big, Is.EqualTo("7fffffffffffffff\r\n"))
     Assert.That(Chunked.writeChunkHeader (0L, System.Span big), Is.EqualTo(0))
     Assert.That(Chunked.writeChunkHeader (255L, System.Span(Array.zeroCreate<byte> 3)), Is.EqualTo(0))
+
+[<Test>]
+let ``a trailer section with more than MaxHeaderCount fields is rejected`` () =
+    let few =
+        { strict with
+            Limits =
+                { Limits.Default with
+                    MaxHeaderCount = 2
+                }
+        }
+
+    match decodeChunked few true [ latin1 "0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n" ] with
+    | Error e ->
+        Assert.That(e.Kind, Is.EqualTo(ErrorKind.TooManyHeaders))
+        Assert.That(e.Offset, Is.EqualTo(15L))
+    | Ok v -> Assert.Fail(sprintf "%A" v)
+
+    match decodeChunked few true [ latin1 "0\r\nA: 1\r\nB: 2\r\n\r\n" ] with
+    | Ok(_, t, _) -> Assert.That(t.Count, Is.EqualTo(2))
+    | Error e -> Assert.Fail(string e)
