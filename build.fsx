@@ -41,7 +41,9 @@ Target.create "Clean" (fun _ ->
     |> Shell.deleteDirs
     Shell.deleteDir resultsDir)
 
-Target.create "Build" (fun _ -> dotnetOrFail [ "build"; solution; "-c"; "Release"; "-nologo"; "-clp:NoSummary" ])
+let buildArgs = [ "build"; solution; "-c"; "Release"; "-nologo"; "-clp:NoSummary" ]
+
+Target.create "Build" (fun _ -> dotnetOrFail buildArgs)
 
 /// Sums the <Counters> of every .trx under the results directory.
 let countResults () =
@@ -60,7 +62,7 @@ let countResults () =
 
 Target.create "Test" (fun _ ->
     Shell.deleteDir resultsDir
-    let buildCode = dotnet [ "build"; solution; "-c"; "Release"; "-nologo"; "-clp:NoSummary" ]
+    let buildCode = dotnet buildArgs
 
     let testCode =
         if buildCode <> 0 then buildCode

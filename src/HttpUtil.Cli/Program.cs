@@ -2,6 +2,7 @@ using System.Buffers;
 using System.CommandLine;
 using System.Text;
 using HttpUtil.Core;
+using Microsoft.FSharp.Core;
 
 namespace HttpUtil.Cli;
 
@@ -76,41 +77,21 @@ public static class Dump
     public static int Run(TextWriter output, byte[] bytes, ParserSettings settings, bool isResponse, string requestMethod)
     {
         var input = new ReadOnlySequence<byte>(bytes);
-        HttpError? error;
-        long consumed = 0;
-        Framing.BodyLength? body = null;
-        if (isResponse)
-        {
-            var r = Parser.parseResponseHead(settings, input);
-            error = r.IsError ? r.ErrorValue : null;
-            if (r.IsOk && r.ResultValue.IsComplete)
+        var (error, consumed, body) = isResponse
+            ? Head(Parser.parseResponseHead(settings, input), head =>
             {
-                var head = r.ResultValue.Value.Head;
-                consumed = r.ResultValue.Consumed;
                 output.WriteLine($"status-line  {head.Version.Text} {head.Status} \"{head.Reason}\"");
                 WriteFields(output, head.Headers);
-                var framing = Framing.responseBody(requestMethod, head);
-                error = framing.IsError ? framing.ErrorValue : null;
-                body = framing.IsOk ? framing.ResultValue : null;
-            }
-        }
-        else
-        {
-            var r = Parser.parseRequestHead(settings, input);
-            error = r.IsError ? r.ErrorValue : null;
-            if (r.IsOk && r.ResultValue.IsComplete)
+                return Framing.responseBody(requestMethod, head);
+            })
+            : Head(Parser.parseRequestHead(settings, input), head =>
             {
-                var head = r.ResultValue.Value.Head;
-                consumed = r.ResultValue.Consumed;
                 output.WriteLine($"method       {head.Method}");
                 output.WriteLine($"target       {head.Target} ({head.Form} form)");
                 output.WriteLine($"version      {head.Version.Text}");
                 WriteFields(output, head.Headers);
-                var framing = Framing.requestBody(head);
-                error = framing.IsError ? framing.ErrorValue : null;
-                body = framing.IsOk ? framing.ResultValue : null;
-            }
-        }
+                return Framing.requestBody(head);
+            });
 
         if (error is not null)
         {
@@ -127,6 +108,27 @@ public static class Dump
         output.WriteLine($"head         {consumed} bytes");
         output.WriteLine($"body         {Describe(body)}");
         return body.IsChunked ? DumpChunked(output, input.Slice(consumed), settings, !isResponse) : 0;
+    }
+
+/// <summary>Prints a parsed head with <paramref name="print"/>, which returns its body framing; yields the error (parse or framing), the head's length, and the framing.</summary>
+    private static (HttpError? Error, long Consumed, Framing.BodyLength? Body) Head<T>(
+        FSharpResult<Incremental<Parsed<T>>, HttpError> parsed,
+        Func<T, FSharpResult<Framing.BodyLength, HttpError>> print)
+    {
+        if (parsed.IsError)
+        {
+            return (parsed.ErrorValue, 0, null);
+        }
+
+        if (!parsed.ResultValue.IsComplete)
+        {
+            return (null, 0, null);
+        }
+
+        var framing = print(parsed.ResultValue.Value.Head);
+        return framing.IsError
+            ? (framing.ErrorValue, parsed.ResultValue.Consumed, null)
+            : (null, parsed.ResultValue.Consumed, framing.ResultValue);
     }
 
     private static string Describe(Framing.BodyLength body) => body switch

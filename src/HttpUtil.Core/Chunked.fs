@@ -2,7 +2,6 @@ namespace HttpUtil.Core
 
 open System
 open System.Buffers
-open System.Text
 
 /// Where a chunked decoder stands (RFC 9112 section 7.1).
 type ChunkedPhase =
@@ -127,13 +126,7 @@ module Chunked =
                         finish NeedMoreData
                 | Some lf ->
                     let lineLength = rest.Slice(0, lf).Length + 1L
-                    let line = rest.Slice(0, lineLength)
-
-                    let text =
-                        if line.IsSingleSegment then
-                            Encoding.Latin1.GetString(line.FirstSpan)
-                        else
-                            Encoding.Latin1.GetString(&line)
+                    let text = Parser.decodeLatin1 (rest.Slice(0, lineLength))
 
                     match Grammar.run Grammar.chunkSizeLine settings text with
                     | Error e -> fail e
@@ -227,26 +220,12 @@ module Chunked =
     /// The last-chunk, the trailer fields and the final empty line. Trailer names and values are
     /// validated as for heads; an invalid one is an error and nothing is produced.
     let lastChunk (trailers: Headers) : Result<byte[], HttpError> =
-        let bad =
-            trailers.Fields
-            |> Seq.tryFind (fun f -> not (CharClass.isToken f.Name) || not (CharClass.isFieldValue f.Value))
-
-        match bad with
-        | Some f ->
-            Error(
-                HttpError.create
-                    ErrorKind.InvalidHead
-                    0L
-                    (sprintf "trailer field %A has an invalid name or value (RFC 9110 section 5)" f.Name)
-            )
-        | None ->
-            let sb = StringBuilder("0\r\n")
-
-            for f in trailers.Fields do
-                sb.Append(f.Name).Append(": ").Append(f.Value).Append("\r\n") |> ignore
-
-            sb.Append("\r\n") |> ignore
-            Ok(Encoding.Latin1.GetBytes(sb.ToString()))
+        Serializer.validateFields trailers
+        |> Result.map (fun () ->
+            let bytes = Array.zeroCreate<byte>(3 + Serializer.fieldsLength trailers)
+            "0\r\n"B.CopyTo(bytes, 0)
+            Serializer.writeFields trailers (Span bytes) 3 |> ignore
+            bytes)
 
     /// A whole chunked body: each non-empty piece as one chunk, then the last-chunk and trailers.
     let encode (pieces: seq<byte[]>) (trailers: Headers) : Result<byte[], HttpError> =

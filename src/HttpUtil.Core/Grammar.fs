@@ -14,13 +14,17 @@ type P<'T> = Parser<'T, ParserSettings>
 /// The end-of-stream char FParsec's Peek returns; never a Latin-1 char.
 let private eos = '\uffff'
 
+/// A fatal reply carrying `error`.
+let private fail (error: HttpError) : Reply<'T> =
+    Reply(ReplyStatus.FatalError, otherError (box error))
+
 /// A fatal reply carrying an `HttpError` at the stream's current index.
 let errorAt (stream: CharStream<ParserSettings>) kind message : Reply<'T> =
-    Reply(ReplyStatus.FatalError, otherError (box (HttpError.create kind stream.Index message)))
+    fail (HttpError.create kind stream.Index message)
 
 /// A fatal reply carrying an `HttpError` at an explicit index.
 let errorAtIndex (index: int64) kind message : Reply<'T> =
-    Reply(ReplyStatus.FatalError, otherError (box (HttpError.create kind index message)))
+    fail (HttpError.create kind index message)
 
 // The character-run parsers, built once: an inline `manySatisfy f` would allocate a closure per call.
 let private tokenChars: P<string> = manySatisfy CharClass.isTchar
@@ -31,6 +35,20 @@ let private skipOws: P<unit> = skipManySatisfy CharClass.isOws
 
 let private describe (c: char) =
     if c = eos then "end of input" else HttpError.describeChar c
+
+/// The error for input that opens with the HTTP/2 connection preface, at `offset`.
+let http2PrefaceError (offset: int64) =
+    HttpError.create
+        ErrorKind.Http2Preface
+        offset
+        "this is the HTTP/2 connection preface (RFC 9113 section 3.4); the peer speaks HTTP/2, not HTTP/1.x"
+
+/// The error for a request-line whose first char `c`, at `offset`, cannot start a method.
+let methodStartError (offset: int64) (c: char) =
+    HttpError.create
+        ErrorKind.InvalidMethod
+        offset
+        (sprintf "request-line starts with %s; the method must be a token (RFC 9110 section 9.1)" (describe c))
 
 /// Parses a line ending: CRLF, or a lone LF when `AllowBareLf` is set. A bare CR is always an
 /// error; any other char is reported through `other` (which names the rule of the context).
@@ -92,12 +110,7 @@ let private methodThenSp: P<string> =
             let c = stream.Peek()
 
             if name.Result.Length = 0 then
-                errorAt
-                    stream
-                    ErrorKind.InvalidMethod
-                    (sprintf
-                        "request-line starts with %s; the method must be a token (RFC 9110 section 9.1)"
-                        (describe c))
+                fail (methodStartError stream.Index c)
             elif c = ' ' then
                 stream.Skip()
                 Reply(name.Result)
@@ -123,9 +136,12 @@ let private isSchemeChar (c: char) =
 let private hasScheme (target: string) =
     let colon = target.IndexOf(':')
 
-    colon > 0
-    && Char.IsAsciiLetter target[0]
-    && Seq.forall isSchemeChar (target.Substring(0, colon))
+    let mutable i = 1
+
+    while i < colon && isSchemeChar target[i] do
+        i <- i + 1
+
+    colon > 0 && Char.IsAsciiLetter target[0] && i = colon
 
 /// authority-form: uri-host ":" port with a non-empty port (RFC 9112 section 3.2.3).
 let private isAuthority (target: string) =
@@ -241,10 +257,7 @@ let requestLine: P<struct (string * string * TargetForm * HttpVersion)> =
         if m.Status <> ReplyStatus.Ok then
             Reply(m.Status, m.Error)
         elif m.Result = "PRI" && stream.Match("* HTTP/2.0") then
-            errorAtIndex
-                0L
-                ErrorKind.Http2Preface
-                "this is the HTTP/2 connection preface (RFC 9113 section 3.4); the peer speaks HTTP/2, not HTTP/1.x"
+            fail (http2PrefaceError 0L)
         else
             let t = targetThenSp m.Result stream
 
@@ -303,27 +316,25 @@ let statusLine: P<struct (HttpVersion * int * string)> =
                     stream.Skip(3)
                     let c = stream.Peek()
 
-                    if c = ' ' then
-                        stream.Skip()
-                        let reason = valueChars stream
-                        let e = statusLineEnd stream
-
-                        if e.Status <> ReplyStatus.Ok then
-                            Reply(e.Status, e.Error)
-                        else
-                            Reply(struct (v.Result, code, reason.Result))
-                    elif isLineEnd c then
-                        let e = statusLineEnd stream
-
-                        if e.Status <> ReplyStatus.Ok then
-                            Reply(e.Status, e.Error)
-                        else
-                            Reply(struct (v.Result, code, ""))
-                    else
+                    if c <> ' ' && not (isLineEnd c) then
                         errorAt
                             stream
                             ErrorKind.InvalidStatusLine
                             (sprintf "%s after the status-code; expected SP (RFC 9112 section 4)" (describe c))
+                    else
+                        let reason =
+                            if c = ' ' then
+                                stream.Skip()
+                                (valueChars stream).Result
+                            else
+                                ""
+
+                        let e = statusLineEnd stream
+
+                        if e.Status <> ReplyStatus.Ok then
+                            Reply(e.Status, e.Error)
+                        else
+                            Reply(struct (v.Result, code, reason))
 
 // ---------------------------------------------------------------------------------------------
 // Field sections

@@ -21,16 +21,20 @@ let private LF = 10uy
 [<Literal>]
 let private CR = 13uy
 
-/// Finds the empty line that ends a section (a head or a trailer section) starting at the first
-/// byte of `input`. Checks, in order at each line end: line length, section size, line count.
-/// Without an end, the partial last line and the bytes so far are checked the same way.
+/// Finds the empty line that ends a section (a head, whose start line is not a field line, or a
+/// trailer section) starting at the first byte of `input`. Checks, in order at each line end: line
+/// length, section size, field count. Without an end, the partial last line and the bytes so far
+/// are checked the same way.
 let internal scanSection
     (input: ReadOnlySequence<byte>)
+    (hasStartLine: bool)
     (maxBytes: int)
     (maxLine: int)
-    (maxLines: int)
+    (maxFields: int)
     (tooLarge: ErrorKind)
     : Scan =
+    let maxLines = if hasStartLine then maxFields + 1 else maxFields
+
     let tooLong (lineStart: int64) =
         ScanFailed(
             HttpError.create
@@ -58,7 +62,7 @@ let internal scanSection
             HttpError.create
                 ErrorKind.TooManyHeaders
                 lineStart
-                (sprintf "more than %d field lines (limit MaxHeaderCount)" (maxLines - 1))
+                (sprintf "more than %d field lines (limit MaxHeaderCount)" maxFields)
         )
 
     let mutable result = ScanNeedMore
@@ -148,7 +152,8 @@ let private leadingEmptyLines (allowBareLf: bool) (input: ReadOnlySequence<byte>
     else
         skipped
 
-let private decodeLatin1 (bytes: ReadOnlySequence<byte>) =
+/// The bytes as Latin-1 text, one char per byte.
+let internal decodeLatin1 (bytes: ReadOnlySequence<byte>) =
     if bytes.IsSingleSegment then
         Encoding.Latin1.GetString(bytes.FirstSpan)
     else
@@ -216,26 +221,14 @@ let parseRequestHead
         let struct (same, _) = matchPrefix rest preface
 
         if same = preface.Length then
-            Error(
-                HttpError.create
-                    ErrorKind.Http2Preface
-                    skip
-                    "this is the HTTP/2 connection preface (RFC 9113 section 3.4); the peer speaks HTTP/2, not HTTP/1.x"
-            )
+            Error(Grammar.http2PrefaceError skip)
         elif not (CharClass.isTchar (char first)) then
-            Error(
-                HttpError.create
-                    ErrorKind.InvalidMethod
-                    skip
-                    (sprintf
-                        "request-line starts with %s; the method must be a token (RFC 9110 section 9.1)"
-                        (HttpError.describeChar (char first)))
-            )
+            Error(Grammar.methodStartError skip (char first))
         else
             let budget = limits.MaxHeadBytes - int skip
 
             match
-                scanSection rest (max budget 0) limits.MaxLineLength (limits.MaxHeaderCount + 1) ErrorKind.HeadTooLarge
+                scanSection rest true (max budget 0) limits.MaxLineLength limits.MaxHeaderCount ErrorKind.HeadTooLarge
             with
             | ScanNeedMore -> Ok NeedMore
             | ScanFailed e -> Error(HttpError.shift skip e)
@@ -267,9 +260,10 @@ let parseResponseHead
             match
                 scanSection
                     input
+                    true
                     limits.MaxHeadBytes
                     limits.MaxLineLength
-                    (limits.MaxHeaderCount + 1)
+                    limits.MaxHeaderCount
                     ErrorKind.HeadTooLarge
             with
             | ScanNeedMore -> Ok NeedMore
@@ -288,7 +282,13 @@ let parseTrailers
     let limits = settings.Limits
 
     match
-        scanSection input limits.MaxTrailerBytes limits.MaxLineLength limits.MaxHeaderCount ErrorKind.TrailerTooLarge
+        scanSection
+            input
+            false
+            limits.MaxTrailerBytes
+            limits.MaxLineLength
+            limits.MaxHeaderCount
+            ErrorKind.TrailerTooLarge
     with
     | ScanNeedMore -> Ok NeedMore
     | ScanFailed e -> Error e

@@ -10,7 +10,9 @@ open System.Text
 let private invalid message =
     Error(HttpError.create ErrorKind.InvalidHead 0L message)
 
-let private checkFields (headers: Headers) =
+/// Checks that every field of a section can go on the wire: names are tokens, values hold no CR,
+/// LF or other control char, no char above 0xFF and no whitespace at an end.
+let validateFields (headers: Headers) : Result<unit, HttpError> =
     let bad = headers.Fields |> Seq.tryFind (fun f -> not (CharClass.isToken f.Name))
 
     match bad with
@@ -43,7 +45,7 @@ let validateRequest (head: RequestHead) : Result<unit, HttpError> =
         | Error why -> invalid why
         | Ok form when form <> head.Form ->
             invalid (sprintf "request-target %s is in %A form, not %A" head.Target form head.Form)
-        | Ok _ -> checkFields head.Headers
+        | Ok _ -> validateFields head.Headers
 
 /// Checks that a response head can be written as it is.
 let validateResponse (head: ResponseHead) : Result<unit, HttpError> =
@@ -55,9 +57,10 @@ let validateResponse (head: ResponseHead) : Result<unit, HttpError> =
     then
         invalid "the reason-phrase holds a control character or a char above 0xFF (RFC 9112 section 4)"
     else
-        checkFields head.Headers
+        validateFields head.Headers
 
-let private fieldsLength (headers: Headers) =
+/// The bytes a field section takes on the wire, final empty line included.
+let internal fieldsLength (headers: Headers) =
     let mutable n = 2 // final CRLF
 
     for f in headers.AsSpan() do
@@ -68,7 +71,9 @@ let private fieldsLength (headers: Headers) =
 let private put (s: string) (dest: Span<byte>) (at: int) =
     Encoding.Latin1.GetBytes(s.AsSpan(), dest.Slice(at)) + at
 
-let private writeFields (headers: Headers) (dest: Span<byte>) (at: int) =
+/// Writes a field section and its final empty line into `dest` from index `at` (which must have
+/// `fieldsLength headers` bytes of room); returns the index after it. Does not validate.
+let internal writeFields (headers: Headers) (dest: Span<byte>) (at: int) =
     let mutable i = at
 
     for f in headers.AsSpan() do

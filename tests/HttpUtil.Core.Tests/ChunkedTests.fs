@@ -193,6 +193,7 @@ let ``a trailer section with more than MaxHeaderCount fields is rejected`` () =
     | Error e ->
         Assert.That(e.Kind, Is.EqualTo(ErrorKind.TooManyHeaders))
         Assert.That(e.Offset, Is.EqualTo(15L))
+        Assert.That(e.Message, Does.Contain("more than 2 field lines"))
     | Ok v -> Assert.Fail(sprintf "%A" v)
 
     match decodeChunked few true [ latin1 "0\r\nA: 1\r\nB: 2\r\n\r\n" ] with

@@ -18,18 +18,21 @@ type private Segment(memory: ReadOnlyMemory<byte>, index: int64) =
 
     member this.Link(next: Segment) = this.Next <- next
 
-/// A sequence whose segments are `bytes` cut at the given positions (empty pieces included,
-/// as a PipeReader may deliver them).
-let segmented (bytes: byte[]) (cuts: int list) : ReadOnlySequence<byte> =
+/// The (start, end) ranges that cut `bytes` at the given positions (any int, taken modulo the
+/// length plus one); empty ranges included.
+let private ranges (bytes: byte[]) (cuts: int list) =
     let points =
         cuts
         |> List.map (fun c -> if bytes.Length = 0 then 0 else abs c % (bytes.Length + 1))
         |> List.sort
 
-    let bounds = (0 :: points) @ [ bytes.Length ]
+    List.pairwise ((0 :: points) @ [ bytes.Length ])
 
+/// A sequence whose segments are `bytes` cut at the given positions (empty pieces included,
+/// as a PipeReader may deliver them).
+let segmented (bytes: byte[]) (cuts: int list) : ReadOnlySequence<byte> =
     let pieces =
-        List.pairwise bounds |> List.map (fun (a, b) -> ReadOnlyMemory(bytes, a, b - a))
+        ranges bytes cuts |> List.map (fun (a, b) -> ReadOnlyMemory(bytes, a, b - a))
 
     match pieces with
     | [ only ] -> ReadOnlySequence<byte>(only)
@@ -236,10 +239,4 @@ let decodeChunked settings (isRequest: bool) (deliveries: byte[] list) : Result<
 
 /// Cuts bytes into deliveries at the given positions.
 let deliveries (bytes: byte[]) (cuts: int list) =
-    let points =
-        cuts
-        |> List.map (fun c -> if bytes.Length = 0 then 0 else abs c % (bytes.Length + 1))
-        |> List.sort
-
-    let bounds = (0 :: points) @ [ bytes.Length ]
-    List.pairwise bounds |> List.map (fun (a, b) -> bytes[a .. b - 1])
+    ranges bytes cuts |> List.map (fun (a, b) -> bytes[a .. b - 1])
