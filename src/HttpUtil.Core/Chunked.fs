@@ -191,6 +191,24 @@ module Chunked =
 
         result.Value
 
+    /// The decoder as if the last `n` bytes of the data it just handed out had not been consumed,
+    /// for a caller that took fewer bytes than it was given: those bytes are decoded again by the
+    /// next step. `n` must not exceed the data of that step.
+    let giveBack (n: int64) (d: ChunkedDecoder) =
+        if n <= 0L then
+            d
+        else
+            let remaining =
+                match d.Phase with
+                | ChunkData r -> r
+                | _ -> 0L
+
+            {
+                Phase = ChunkData(remaining + n)
+                Position = d.Position - n
+                BodyBytes = d.BodyBytes - n
+            }
+
     /// Writes the chunk-size line for a chunk of `size` bytes ("1a\r\n") into `dest`; returns the
     /// bytes written, or 0 when `dest` is too small (18 bytes always suffice). `size` must be > 0.
     let writeChunkHeader (size: int64, dest: Span<byte>) : int =

@@ -60,6 +60,8 @@ type ErrorKind =
     | InvalidChunkTerminator = 36
     /// A chunk extension that is not `;name[=value]` (RFC 9112 section 7.1.1).
     | InvalidChunkExtension = 37
+    /// The input ended inside a head or a body: the peer closed or reset the connection early.
+    | UnexpectedEnd = 38
     // Serialization.
     /// A head given to a serializer that would put an invalid or ambiguous message on the wire.
     | InvalidHead = 40

@@ -141,3 +141,76 @@ let responseBody (requestMethod: string) (head: ResponseHead) : Result<BodyLengt
         Ok NoBody
     else
         framing head.Version head.Headers false
+
+/// What a sender knows about the body it is about to write.
+[<Struct>]
+type OutgoingBody =
+    /// There is no body at all.
+    | Absent
+    /// A body of exactly this many bytes.
+    | Known of Length: int64
+    /// A body whose length is not known before it has been sent.
+    | Unknown
+
+/// Methods whose requests carry `Content-Length: 0` even without a body, as user agents do
+/// (RFC 9110 section 8.6: a request with a body-defining method).
+let private expectsRequestBody (requestMethod: string) =
+    requestMethod = "POST" || requestMethod = "PUT" || requestMethod = "PATCH"
+
+/// How to frame a request body on the wire: a known length as Content-Length, an unknown length
+/// as chunked in HTTP/1.1. HTTP/1.0 has no chunked coding and a request cannot be delimited by
+/// closing, so an unknown length there is an error.
+let planRequest (version: HttpVersion) (requestMethod: string) (body: OutgoingBody) : Result<BodyLength, HttpError> =
+    match body with
+    | Absent ->
+        Ok(
+            if expectsRequestBody requestMethod then
+                ContentLength 0L
+            else
+                NoBody
+        )
+    | Known n when n >= 0L -> Ok(ContentLength n)
+    | Known n -> err ErrorKind.InvalidContentLength (sprintf "a body length of %d is negative" n)
+    | Unknown when version = Http11 -> Ok Chunked
+    | Unknown ->
+        err
+            ErrorKind.InvalidHead
+            "an HTTP/1.0 request body needs a known length: HTTP/1.0 has no chunked coding (RFC 9112 section 6.1)"
+
+/// How to frame a response body, and whether the connection must close after it: none for
+/// HEAD, 1xx, 204, 304 and 2xx to CONNECT; a known length as Content-Length; an unknown length as
+/// chunked when both the request and the response are HTTP/1.1, and otherwise delimited by
+/// closing the connection.
+let planResponse
+    (requestMethod: string)
+    (requestVersion: HttpVersion)
+    (responseVersion: HttpVersion)
+    (status: int)
+    (body: OutgoingBody)
+    : struct (BodyLength * bool) =
+    if responseHasNoBody requestMethod status then
+        struct (NoBody, false)
+    else
+        match body with
+        | Absent -> struct (ContentLength 0L, false)
+        | Known n when n >= 0L -> struct (ContentLength n, false)
+        | _ when requestVersion = Http11 && responseVersion = Http11 -> struct (Chunked, false)
+        | _ -> struct (UntilClose, true)
+
+/// `headers` with the framing fields set for `length`: Content-Length for a length, Transfer-Encoding
+/// chunked for chunked (and no Content-Length), neither when the body runs until close. With
+/// `NoBody` the fields are left as they are (a HEAD response's Content-Length describes the
+/// representation), except that Transfer-Encoding is removed from requests.
+let withFraming (isRequest: bool) (length: BodyLength) (headers: Headers) =
+    match length with
+    | ContentLength n ->
+        headers
+        |> Headers.remove "Transfer-Encoding"
+        |> Headers.set "Content-Length" (string n)
+    | Chunked ->
+        headers
+        |> Headers.remove "Content-Length"
+        |> Headers.set "Transfer-Encoding" "chunked"
+    | UntilClose -> headers |> Headers.remove "Content-Length" |> Headers.remove "Transfer-Encoding"
+    | NoBody when isRequest -> headers |> Headers.remove "Transfer-Encoding"
+    | NoBody -> headers

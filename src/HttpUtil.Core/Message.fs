@@ -91,3 +91,43 @@ module Message =
         | "PUT"
         | "DELETE" -> true
         | _ -> false
+
+    /// The request-target to write for `uri`: authority-form `host:port` for CONNECT,
+    /// absolute-form when `absoluteForm` (requests to a forward proxy), origin-form
+    /// (path and query, "/" when empty) otherwise. A relative `uri` is written as given, as the
+    /// asterisk form when it is "*".
+    let requestTarget (requestMethod: string) (absoluteForm: bool) (uri: System.Uri) : struct (string * TargetForm) =
+        if not uri.IsAbsoluteUri then
+            match uri.OriginalString with
+            | "*" -> struct ("*", Asterisk)
+            | "" -> struct ("/", Origin)
+            | s -> struct (s, Origin)
+        elif requestMethod = "CONNECT" then
+            struct (uri.GetComponents(
+                        System.UriComponents.Host ||| System.UriComponents.StrongPort,
+                        System.UriFormat.UriEscaped
+                    ),
+                    Authority)
+        elif absoluteForm then
+            struct (uri.GetComponents(System.UriComponents.HttpRequestUrl, System.UriFormat.UriEscaped), Absolute)
+        else
+            match uri.PathAndQuery with
+            | "" -> struct ("/", Origin)
+            | p -> struct (p, Origin)
+
+    /// The Host field value for `uri` (RFC 9110 section 7.2): the host in ASCII (IDN encoded) and
+    /// the port when it is not the scheme's default. Empty for a relative `uri`.
+    let hostValue (uri: System.Uri) =
+        if not uri.IsAbsoluteUri then
+            ""
+        else
+            let host =
+                if uri.HostNameType = System.UriHostNameType.IPv6 then
+                    "[" + uri.IdnHost + "]"
+                else
+                    uri.IdnHost
+
+            if uri.IsDefaultPort then
+                host
+            else
+                sprintf "%s:%d" host uri.Port

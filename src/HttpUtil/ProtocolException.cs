@@ -1,0 +1,97 @@
+using HttpUtil.Core;
+
+namespace HttpUtil;
+
+/// <summary>
+/// The base of every protocol error this library throws (Go's <c>http.ProtocolError</c>). Catch it to
+/// handle every HTTP/1.x-level failure at once; the derived types say which one. I/O failures of the
+/// underlying stream surface as <see cref="System.IO.IOException"/> instead.
+/// </summary>
+public class ProtocolException : Exception
+{
+    /// <summary>Creates the exception with a message that says what went wrong.</summary>
+    /// <param name="message">What went wrong; never null.</param>
+    public ProtocolException(string message) : base(message) { }
+
+    /// <summary>Creates the exception with a message and the exception that caused it.</summary>
+    /// <param name="message">What went wrong; never null.</param>
+    /// <param name="inner">The cause, or null.</param>
+    public ProtocolException(string message, Exception? inner) : base(message, inner) { }
+}
+
+/// <summary>
+/// The connection has ended logically (Go's <c>ErrPersistEOF</c>): a message with
+/// <c>Connection: close</c>, or an HTTP/1.0 message without keep-alive, went by, or (on a
+/// <see cref="ServerConn"/>) the peer closed the connection in the middle of a request head. No more
+/// messages can be exchanged; close the connection. The message that ended it was returned normally,
+/// marked (see <see cref="WireMessage.IsLastOnConnection(HttpRequestMessage)"/>).
+/// </summary>
+public sealed class PersistEofException : ProtocolException
+{
+    /// <summary>Creates the exception.</summary>
+    public PersistEofException() : base("persistent connection closed") { }
+}
+
+/// <summary>
+/// A response was written on a <see cref="ServerConn"/> after <c>Close</c> or <c>Hijack</c> (Go's
+/// <c>ErrClosed</c>). Every other call after <c>Close</c> or <c>Hijack</c> throws
+/// <see cref="ObjectDisposedException"/>, as Go returns its unexported errClosed there.
+/// </summary>
+public sealed class ConnectionClosedException : ProtocolException
+{
+    /// <summary>Creates the exception.</summary>
+    public ConnectionClosedException() : base("connection closed by user") { }
+}
+
+/// <summary>
+/// A response was read (client) or written (server) for a request this connection did not write or
+/// read, or already answered (Go's <c>ErrPipeline</c>). Nothing on the connection changed.
+/// </summary>
+public sealed class PipelineException : ProtocolException
+{
+    /// <summary>Creates the exception.</summary>
+    public PipelineException() : base("pipeline error: the request is not pending on this connection") { }
+}
+
+/// <summary>
+/// The bytes on the wire break HTTP/1.x or exceed a configured limit. <see cref="Kind"/> names the
+/// rule, <see cref="Offset"/> where it broke (from the start of the head, or of the body for body
+/// errors). The connection's read side is broken: every later read throws.
+/// </summary>
+public sealed class MalformedMessageException : ProtocolException
+{
+    /// <summary>Creates the exception from the core's error value.</summary>
+    /// <param name="error">The error the parser reported.</param>
+    public MalformedMessageException(HttpError error)
+        : base($"{error.Kind} at byte {error.Offset}: {error.Message}")
+    {
+        Error = error;
+    }
+
+    /// <summary>The parser's error value.</summary>
+    public HttpError Error { get; }
+
+    /// <summary>Which rule or limit the input broke.</summary>
+    public ErrorKind Kind => Error.Kind;
+
+    /// <summary>The byte offset where the input broke the rule.</summary>
+    public long Offset => Error.Offset;
+}
+
+/// <summary>
+/// The unread rest of the previous message's body was larger than the connection's drain limit, so
+/// the next message could not be reached. The connection is closed.
+/// </summary>
+public sealed class DrainLimitException : ProtocolException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="limit">The drain limit in bytes.</param>
+    public DrainLimitException(long limit)
+        : base($"the unread rest of the previous body is larger than the drain limit of {limit} bytes; the connection was closed")
+    {
+        Limit = limit;
+    }
+
+    /// <summary>The drain limit in bytes.</summary>
+    public long Limit { get; }
+}

@@ -1,0 +1,177 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
+using HttpUtil.Core;
+using Microsoft.FSharp.Core;
+
+namespace HttpUtil;
+
+/// <summary>
+/// The server end of one HTTP/1.x connection over any duplex <see cref="Stream"/> (Go's
+/// <c>httputil.ServerConn</c>): read requests, answer them, keep the connection alive.
+/// </summary>
+/// <remarks>
+/// <para>Order: <see cref="ReadAsync"/> may read ahead (pipelined requests); responses go out strictly in
+/// request order, whatever order <see cref="WriteAsync"/> is called in: a response waits until the
+/// responses to all earlier requests have been written.</para>
+/// <para>Persist-EOF: a request that ends the connection (<c>Connection: close</c>, HTTP/1.0 without
+/// keep-alive) is returned normally and marked (<see cref="WireMessage.IsLastOnConnection(HttpRequestMessage)"/>);
+/// its response says <c>Connection: close</c>; the next read throws <see cref="PersistEofException"/>.
+/// A response that says <c>Connection: close</c> (or must be delimited by closing) ends it as well.</para>
+/// <para>End of input: when the client closes the connection cleanly where a new request would start,
+/// <see cref="ReadAsync"/> throws <see cref="EndOfStreamException"/> (Go's io.EOF); when it closes in the
+/// middle of a request head it throws <see cref="PersistEofException"/>.</para>
+/// <para>Bodies stream: a request's content reads from the connection as it is read; the next read first
+/// drops what is left of it, up to <see cref="MaxDrainBytes"/>. A request with <c>Expect: 100-continue</c>
+/// gets <c>100 Continue</c> when its content is first read, if all earlier responses are out; when its
+/// response is written without that, the response ends the connection.</para>
+/// </remarks>
+public sealed class ServerConn : IAsyncDisposable, IDisposable
+{
+    private static readonly byte[] ContinueBytes =
+        Serializer.responseBytes(new ResponseHead(HttpVersion.Http11, 100, "Continue", Headers.Empty)).ResultValue;
+
+    private readonly ConnectionShell shell;
+    private readonly ConditionalWeakTable<HttpRequestMessage, StrongBox<int>> slots = new();
+
+    /// <summary>A server connection over <paramref name="stream"/> (Go's <c>NewServerConn</c>). The
+    /// connection owns the stream from now on: <see cref="Close"/> disposes it.</summary>
+    /// <param name="stream">An accepted duplex stream.</param>
+    /// <param name="reader">A reader over <paramref name="stream"/> that may already hold bytes read from it;
+    /// null to create one.</param>
+    public ServerConn(Stream stream, PipeReader? reader = null)
+    {
+        shell = new ConnectionShell(Role.ServerRole, stream, reader, nameof(ServerConn));
+    }
+
+    /// <summary>The limits and leniences used to read requests. Default: <see cref="ParserSettings.Default"/>.</summary>
+    public ParserSettings ParserSettings
+    {
+        get => shell.Settings;
+        init => shell.Settings = value ?? throw new ArgumentNullException(nameof(value));
+    }
+
+    /// <summary>Most bytes of an unread request body the next read drops to reach the next request
+    /// (default 256 KiB). Beyond it the connection is closed.</summary>
+    public long MaxDrainBytes
+    {
+        get => shell.MaxDrainBytes;
+        init => shell.MaxDrainBytes = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(value));
+    }
+
+    /// <summary>Requests read that have not been answered yet.</summary>
+    public int Pending => shell.Pending;
+
+    /// <summary>
+    /// Reads the next request. <c>RequestUri</c> is absolute (scheme from the stream: https over an
+    /// <see cref="System.Net.Security.SslStream"/>, http otherwise; host from the target or Host) where
+    /// System.Uri accepts it, else relative, else null; the raw target is always in
+    /// <see cref="WireMessage.GetWireHead(HttpRequestMessage)"/>. Content headers are in <c>Content.Headers</c>;
+    /// <c>Content</c> is null for a request without body or content headers.
+    /// </summary>
+    /// <param name="cancellationToken">Cancels the wait or the read; a read cancelled part way breaks the read side.</param>
+    /// <returns>The request.</returns>
+    /// <exception cref="EndOfStreamException">The client closed the connection cleanly before a new request.</exception>
+    /// <exception cref="PersistEofException">The connection has ended logically, or the client closed it in
+    /// the middle of a request head.</exception>
+    /// <exception cref="MalformedMessageException">The request breaks HTTP/1.x or a limit (the kind says
+    /// which: answer 400, 413, 431 or 505 and close).</exception>
+    /// <exception cref="ObjectDisposedException">After <see cref="Close"/> or <see cref="Hijack"/>.</exception>
+    public async Task<HttpRequestMessage> ReadAsync(CancellationToken cancellationToken = default)
+    {
+        var (slot, turn) = shell.Start(ConnEvent.StartReadRequest, Phase.RequestPhase, null);
+        var verdict = await shell.AwaitTurnAsync(turn, Phase.RequestPhase, slot, cancellationToken).ConfigureAwait(false);
+        if (verdict is Verdict.Refuse refused) throw shell.Error(refused.Error);
+        await shell.DrainPreviousAsync(Phase.RequestPhase, slot, cancellationToken).ConfigureAwait(false);
+        var parsed = await shell.ReadHeadOrFailAsync(Phase.RequestPhase, slot, Parser.parseRequestHead, cancellationToken)
+            .ConfigureAwait(false);
+        var head = parsed.Head;
+        var framing = Framing.requestBody(head);
+        if (framing.IsError) throw shell.Fail(Phase.RequestPhase, slot, ConnError.NewMalformed(framing.ErrorValue));
+        var closes = Connection.requestCloses(head);
+        var expects = Connection.expectsContinue(head);
+        var info = new WireInfo { Request = head, Raw = parsed.Raw, IsLast = closes };
+        var body = shell.NewBody(framing.ResultValue, true, trailers => info.Trailers = trailers,
+            expects ? ct => SendContinueAsync(slot, ct) : null);
+        var request = MessageMapping.ToRequest(head, shell.Stream, framing.ResultValue.IsNoBody ? null : body);
+        WireMessage.Attach(request, info);
+        slots.AddOrUpdate(request, new StrongBox<int>(slot));
+        shell.Step(ConnEvent.NewHeadRead(slot, closes, expects));
+        return request;
+    }
+
+    private async ValueTask SendContinueAsync(int slot, CancellationToken ct)
+    {
+        var send = false;
+        foreach (var a in shell.Step(ConnEvent.NewBodyWanted(slot))) send |= a.IsSendContinue;
+        if (!send) return;
+        try
+        {
+            shell.Writer.Write(ContinueBytes);
+            await MessageMapping.FlushAsync(shell.Writer, ct).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            shell.Step(ConnEvent.NewContinueWritten(slot, FSharpValueOption<ConnError>.NewValueSome(ConnError.NewTransport(ex))));
+            throw;
+        }
+        shell.Step(ConnEvent.NewContinueWritten(slot, FSharpValueOption<ConnError>.ValueNone));
+    }
+
+    /// <summary>
+    /// Writes <paramref name="response"/> as the answer to <paramref name="request"/>, after the answers
+    /// to every earlier request. The body is framed by Content-Length when the content knows its length,
+    /// chunked when it does not and both sides speak HTTP/1.1 (then <c>TrailingHeaders</c> are sent as
+    /// trailers), and by closing the connection otherwise. HEAD, 1xx, 204 and 304 responses get no body.
+    /// </summary>
+    /// <param name="request">A request returned by <see cref="ReadAsync"/> and not answered yet.</param>
+    /// <param name="response">The response.</param>
+    /// <param name="cancellationToken">Cancels the wait or the write; a write cancelled part way breaks the write side.</param>
+    /// <returns>A task that completes when the response has been handed to the stream.</returns>
+    /// <exception cref="ArgumentException">The response cannot be put on the wire; nothing changed, and
+    /// the request can still be answered.</exception>
+    /// <exception cref="PipelineException">The request was not read here, or was already answered.</exception>
+    /// <exception cref="ConnectionClosedException">After <see cref="Close"/> or <see cref="Hijack"/> (Go's ErrClosed).</exception>
+    /// <exception cref="IOException">The stream failed, now or before.</exception>
+    public async Task WriteAsync(HttpRequestMessage request, HttpResponseMessage response, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(response);
+        var (head, plan, closes) = MessageMapping.ToResponseHead(request, response);
+        FSharpValueOption<int> known = FSharpValueOption<int>.ValueNone;
+        if (slots.TryGetValue(request, out var box))
+        {
+            slots.Remove(request);
+            known = FSharpValueOption<int>.NewValueSome(box.Value);
+        }
+        var (slot, turn) = shell.Start(ConnEvent.NewStartWriteResponse(known, closes), Phase.ResponsePhase,
+            known.IsSome ? known.Value : null);
+        var verdict = await shell.AwaitTurnAsync(turn, Phase.ResponsePhase, slot, cancellationToken).ConfigureAwait(false);
+        if (verdict is Verdict.Refuse refused) throw shell.Error(refused.Error);
+        if (verdict is Verdict.Proceed { EndsConnection: true })
+            head = new ResponseHead(head.Version, head.Status, head.Reason, Connection.markLast(head.Headers));
+        await shell.WriteOrFailAsync(Phase.ResponsePhase, slot, w => Serializer.writeResponse(w, head), response.Content, plan,
+            () => MessageMapping.ToFields(response.TrailingHeaders), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Takes the connection over: returns the stream and the reader holding any input not consumed yet
+    /// (pipelined requests, tunnel data). Operations waiting for their turn, and every later call, fail:
+    /// <see cref="WriteAsync"/> with <see cref="ConnectionClosedException"/>, the rest with
+    /// <see cref="ObjectDisposedException"/> (Go's asymmetry). Running operations are not stopped.
+    /// </summary>
+    /// <returns>The stream and its reader, now owned by the caller.</returns>
+    /// <exception cref="ObjectDisposedException">The connection was already closed or hijacked.</exception>
+    public HijackedConnection Hijack() => shell.Hijack();
+
+    /// <summary>Closes the connection and disposes the stream. Later calls fail as after <see cref="Hijack"/>.
+    /// Calling it again (or after <see cref="Hijack"/>) does nothing.</summary>
+    public void Close() => shell.Close();
+
+    /// <summary>Same as <see cref="Close"/>.</summary>
+    public void Dispose() => shell.Close();
+
+    /// <summary>Same as <see cref="Close"/>, disposing the stream asynchronously.</summary>
+    /// <returns>A task that completes when the stream is disposed.</returns>
+    public ValueTask DisposeAsync() => shell.CloseAsync();
+}
