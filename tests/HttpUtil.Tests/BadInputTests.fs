@@ -1,0 +1,263 @@
+/// Malformed, truncated, oversized and hostile input: a clear exception of the right type, no
+/// hang, and the connection marked broken.
+module HttpUtil.Tests.BadInputTests
+
+open System
+open System.IO
+open System.Net.Http
+open System.Net.Sockets
+open System.Threading
+open System.Threading.Tasks
+open NUnit.Framework
+open HttpUtil
+open HttpUtil.Core
+open HttpUtil.Tests.Support
+
+let private sync (t: Task) = t.GetAwaiter().GetResult()
+
+/// A ServerConn whose peer sent `raw` and then closed its side.
+let private serverFed (raw: string) =
+    task {
+        let clientEnd, serverEnd = duplexPair ()
+        do! writeText clientEnd (raw)
+        do! clientEnd.FlushAsync()
+        clientEnd.Dispose()
+        return new ServerConn(serverEnd)
+    }
+
+/// A ClientConn whose peer answers with `raw` and then closes.
+let private clientFed (raw: string) =
+    task {
+        let clientEnd, serverEnd = duplexPair ()
+        do! writeText serverEnd (raw)
+        do! serverEnd.FlushAsync()
+        serverEnd.Dispose()
+        return new ClientConn(clientEnd)
+    }
+
+let private malformed (f: unit -> Task) =
+    let ex = Assert.ThrowsAsync<MalformedMessageException>(fun () -> f ())
+    ex
+
+let private readReq (s: ServerConn) () = s.ReadAsync() :> Task
+
+[<TestCase("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", ErrorKind.InvalidMethod, 0L)>]
+[<TestCase("GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", ErrorKind.WhitespaceBeforeColon, 28L)>]
+[<TestCase("GET / HTTP/1.1\rHost: x\r\n\r\n", ErrorKind.BareCR, 14L)>]
+[<TestCase("GET / HTTP/1.1\nHost: x\n\n", ErrorKind.BareLF, 14L)>]
+[<TestCase("GET / HTTP/2.0\r\n\r\n", ErrorKind.UnsupportedVersion, 6L)>]
+[<TestCase("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+           ErrorKind.TransferEncodingWithContentLength,
+           0L)>]
+[<TestCase("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+           ErrorKind.DifferingContentLengths,
+           0L)>]
+[<TestCase("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", ErrorKind.UnsupportedTransferCoding, 0L)>]
+let ``ServerConn: a bad request head throws MalformedMessageException with kind and offset, and sticks``
+    (raw: string, kind: ErrorKind, offset: int64)
+    =
+    task {
+        let! server = serverFed raw
+        let ex = malformed (readReq server)
+        Assert.That(ex.Kind, Is.EqualTo kind)
+        Assert.That(ex.Offset, Is.EqualTo offset)
+        Assert.That(ex.Message, Does.Contain(string kind))
+        // The read side is broken: the next read fails the same way, at once.
+        let again = malformed (readReq server)
+        Assert.That(again.Kind, Is.EqualTo kind)
+    }
+    |> sync
+
+[<Test>]
+let ``ServerConn: a huge head is HeadTooLarge, without reading it whole`` () =
+    task {
+        let clientEnd, serverEnd = duplexPair ()
+        let server = new ServerConn(serverEnd)
+
+        let writer =
+            task {
+                do! writeText clientEnd ("GET / HTTP/1.1\r\n")
+                let line = latin1 ("X-Filler: " + String('a', 1000) + "\r\n")
+
+                try
+                    for _ in 1..100 do
+                        do! writeBytes clientEnd line
+                        do! clientEnd.FlushAsync()
+                with _ ->
+                    ()
+            }
+
+        let ex = malformed (readReq server)
+        Assert.That(ex.Kind, Is.EqualTo ErrorKind.HeadTooLarge)
+        server.Close()
+        do! writer |> within 10.0
+    }
+    |> sync
+
+[<Test>]
+let ``truncated and broken bodies throw on read and break the connection`` () =
+    task {
+        // Content-Length promises 10, 3 arrive, then the peer closes.
+        let! server = serverFed "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"
+        let! req = server.ReadAsync()
+        let ex = malformed (fun () -> req.Content.ReadAsStringAsync() :> Task)
+        Assert.That(ex.Kind, Is.EqualTo ErrorKind.UnexpectedEnd)
+        Assert.That(ex.Offset, Is.EqualTo 3L)
+        Assert.That((malformed (readReq server)).Kind, Is.EqualTo ErrorKind.UnexpectedEnd)
+
+        // A bad chunk size.
+        let! server =
+            serverFed "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n"
+
+        let! req = server.ReadAsync()
+        let ex = malformed (fun () -> req.Content.ReadAsStringAsync() :> Task)
+        Assert.That(ex.Kind, Is.EqualTo ErrorKind.InvalidChunkSize)
+        Assert.That(ex.Offset, Is.EqualTo 8L)
+
+        // Chunk data longer than its size: the smuggling shape.
+        let! server =
+            serverFed "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcGET /x HTTP/1.1\r\n\r\n"
+
+        let! req = server.ReadAsync()
+        let ex = malformed (fun () -> req.Content.ReadAsStringAsync() :> Task)
+        Assert.That(ex.Kind, Is.EqualTo ErrorKind.InvalidChunkTerminator)
+
+        Assert.That(
+            (malformed (readReq server)).Kind,
+            Is.EqualTo ErrorKind.InvalidChunkTerminator,
+            "the smuggled request is never read"
+        )
+    }
+    |> sync
+
+[<Test>]
+let ``ClientConn: bad, torn and missing responses`` () =
+    task {
+        let get () =
+            new HttpRequestMessage(HttpMethod.Get, "http://x/")
+
+        let! client = clientFed "HTTP/1.1 2000 OK\r\n\r\n"
+        let ex = malformed (fun () -> client.DoAsync(get ()) :> Task)
+        Assert.That(ex.Kind, Is.EqualTo ErrorKind.InvalidStatusLine)
+
+        Assert.ThrowsAsync<MalformedMessageException>(fun () -> client.WriteAsync(get ()))
+        |> ignore
+
+        let! client = clientFed "HTTP/1.1 200 OK\r\nContent-Len"
+        let ex = malformed (fun () -> client.DoAsync(get ()) :> Task)
+        Assert.That(ex.Kind, Is.EqualTo ErrorKind.UnexpectedEnd)
+
+        let! client = clientFed ""
+
+        Assert.ThrowsAsync<EndOfStreamException>(fun () -> client.DoAsync(get ()) :> Task)
+        |> ignore
+
+        let! client = clientFed "SSH-2.0-OpenSSH_9.6\r\n"
+        let ex = malformed (fun () -> client.DoAsync(get ()) :> Task)
+        Assert.That(ex.Kind, Is.EqualTo ErrorKind.InvalidStatusLine)
+    }
+    |> sync
+
+[<Test>]
+let ``a peer resetting mid-body gives an IOException on the body read, and the next read fails`` () =
+    task {
+        let! (clientTcp: TcpClient), (serverTcp: TcpClient) = socketPair ()
+        use client = new ClientConn(clientTcp.GetStream())
+        let req = new HttpRequestMessage(HttpMethod.Get, "http://x/")
+        do! client.WriteAsync req
+        let s = serverTcp.GetStream()
+        do! writeText s ("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial")
+        do! s.FlushAsync()
+        let! resp = client.ReadAsync req
+        serverTcp.Client.LingerState <- LingerOption(true, 0)
+        serverTcp.Close() // RST
+        let body = resp.Content.ReadAsByteArrayAsync()
+        let ex = Assert.CatchAsync(fun () -> body :> Task)
+
+        Assert.That(
+            ex :? IOException || ex :? MalformedMessageException,
+            Is.True,
+            sprintf "unexpected %s" (ex.GetType().Name)
+        )
+
+        Assert.CatchAsync(fun () -> client.WriteAsync(new HttpRequestMessage(HttpMethod.Get, "http://x/")))
+        |> ignore
+    }
+    |> sync
+
+[<Test>]
+let ``every wait honours cancellation, and a cancelled read breaks the read side`` () =
+    task {
+        let _clientEnd, serverEnd = duplexPair ()
+        let server = new ServerConn(serverEnd)
+        use cts = new CancellationTokenSource(200)
+
+        Assert.CatchAsync<OperationCanceledException>(fun () -> server.ReadAsync(cts.Token) :> Task)
+        |> ignore
+
+        Assert.ThrowsAsync<IOException>(fun () -> server.ReadAsync() :> Task) |> ignore
+
+        // A read waiting for its turn behind another read is cancelled without breaking order.
+        let clientEnd, _serverEnd = duplexPair ()
+        let client = new ClientConn(clientEnd)
+        let r1 = new HttpRequestMessage(HttpMethod.Get, "http://x/1")
+        let r2 = new HttpRequestMessage(HttpMethod.Get, "http://x/2")
+        do! client.WriteAsync r1
+        do! client.WriteAsync r2
+        use cts2 = new CancellationTokenSource(200)
+        let first = client.ReadAsync(r1, cts2.Token)
+        use cts3 = new CancellationTokenSource(100)
+
+        Assert.CatchAsync<OperationCanceledException>(fun () -> client.ReadAsync(r2, cts3.Token) :> Task)
+        |> ignore
+
+        Assert.CatchAsync<OperationCanceledException>(fun () -> first :> Task) |> ignore
+        Assert.That(client.Pending, Is.EqualTo 2)
+    }
+    |> sync
+
+[<Test>]
+let ``an unread body beyond the drain limit closes the connection with DrainLimitException`` () =
+    task {
+        let clientEnd, serverEnd = duplexPair ()
+        let server = new ServerConn(serverEnd, MaxDrainBytes = 1024L)
+        let body = String('z', 64 * 1024)
+
+        let writer =
+            task {
+                try
+                    do!
+                        writeText
+                            clientEnd
+                            ((sprintf "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" body.Length body))
+
+                    do! clientEnd.FlushAsync()
+                with _ ->
+                    ()
+            }
+
+        let! req = server.ReadAsync()
+        do! server.WriteAsync(req, new HttpResponseMessage())
+
+        let ex =
+            Assert.ThrowsAsync<DrainLimitException>(fun () -> server.ReadAsync() :> Task)
+
+        Assert.That(ex.Limit, Is.EqualTo 1024L)
+        // The error sticks (checked before Close, as in Go), and the stream is closed.
+        Assert.ThrowsAsync<DrainLimitException>(fun () -> server.ReadAsync() :> Task)
+        |> ignore
+
+        Assert.CatchAsync(fun () -> serverEnd.WriteAsync([| 0uy |], 0, 1)) |> ignore
+        do! writer |> within 10.0
+
+        // A small unread body is drained and the next request read.
+        let! server =
+            serverFed
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+
+        let! first = server.ReadAsync()
+        do! server.WriteAsync(first, new HttpResponseMessage())
+        let! next = server.ReadAsync()
+        Assert.That(next.RequestUri.AbsolutePath, Is.EqualTo "/next")
+    }
+    |> sync
