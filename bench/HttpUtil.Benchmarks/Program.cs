@@ -1,3 +1,21 @@
 using BenchmarkDotNet.Running;
+using HttpUtil.Benchmarks;
 
-BenchmarkSwitcher.FromAssembly(typeof(HttpUtil.Benchmarks.WireFormatBenchmarks).Assembly).Run(args);
+if (args.Length == 2 && args[0] == "--loop")
+{
+    // For profilers (perf, dotnet-trace): runs one connection benchmark in a loop for N seconds.
+    var b = new ConnectionBenchmarks();
+    await b.Setup();
+    var until = DateTime.UtcNow.AddSeconds(double.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture));
+    var batches = 0;
+    while (DateTime.UtcNow < until)
+    {
+        await b.ClientConnToServerConnDepth16();
+        batches++;
+    }
+    await b.Cleanup();
+    Console.WriteLine($"{batches * 16} requests");
+    return;
+}
+
+BenchmarkSwitcher.FromAssembly(typeof(WireFormatBenchmarks).Assembly).Run(args);

@@ -1,5 +1,4 @@
 using System.IO.Pipelines;
-using System.Runtime.CompilerServices;
 using HttpUtil.Core;
 using Microsoft.FSharp.Core;
 
@@ -29,7 +28,6 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
 {
     private readonly ConnectionShell shell;
     private readonly bool proxy;
-    private readonly ConditionalWeakTable<HttpRequestMessage, StrongBox<int>> slots = new();
 
     /// <summary>
     /// A client connection over <paramref name="stream"/>, writing origin-form targets (Go's
@@ -97,7 +95,7 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
         if (verdict is Verdict.Refuse refused) throw shell.Error(refused.Error);
         await shell.WriteOrFailAsync(Phase.RequestPhase, slot, w => Serializer.writeRequest(w, head), request.Content, plan, null,
             cancellationToken).ConfigureAwait(false);
-        slots.AddOrUpdate(request, new StrongBox<int>(slot));
+        shell.RememberSlot(request, slot);
     }
 
     /// <summary>
@@ -117,12 +115,7 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     public async Task<HttpResponseMessage> ReadAsync(HttpRequestMessage request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        FSharpValueOption<int> known = FSharpValueOption<int>.ValueNone;
-        if (slots.TryGetValue(request, out var box))
-        {
-            slots.Remove(request);
-            known = FSharpValueOption<int>.NewValueSome(box.Value);
-        }
+        var known = shell.TakeSlot(request);
         var (slot, turn) = shell.Start(ConnEvent.NewStartReadResponse(known), Phase.ResponsePhase, known.IsSome ? known.Value : null);
         var verdict = await shell.AwaitTurnAsync(turn, Phase.ResponsePhase, slot, cancellationToken).ConfigureAwait(false);
         if (verdict is Verdict.Refuse refused) throw shell.Error(refused.Error);
@@ -142,8 +135,8 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
         var closes = Connection.responseCloses(method, parsed.Head);
         HttpResponseMessage? response = null;
         var body = shell.NewBody(framing.ResultValue, false, trailers => CopyTrailers(response!, trailers), null);
-        response = MessageMapping.ToResponse(parsed.Head, request, body);
-        WireMessage.Attach(response, new WireInfo { Response = parsed.Head, Raw = parsed.Raw, IsLast = closes, Interim = interim });
+        var wire = new WireInfo { Response = parsed.Head, Raw = parsed.Raw, IsLast = closes, Interim = interim };
+        response = MessageMapping.ToResponse(parsed.Head, wire, request, body);
         shell.Step(ConnEvent.NewHeadRead(slot, closes, false));
         return response;
     }

@@ -18,10 +18,13 @@ internal sealed class ConnectionShell
 {
     private readonly object gate = new();
     private readonly Dictionary<(Phase, int), TaskCompletionSource<Verdict>> waiters = new();
+    private readonly Dictionary<HttpRequestMessage, int> slots = new(ReferenceEqualityComparer.Instance);
     private readonly bool ownsReader;
     private readonly string objectName;
     private ConnState state;
     private BodyReadStream? lastBody;
+    private readonly Pipe output;
+    private readonly Task sendLoop;
 
     public ConnectionShell(Role role, Stream stream, PipeReader? reader, string objectName)
     {
@@ -29,7 +32,14 @@ internal sealed class ConnectionShell
         Stream = stream;
         ownsReader = reader is null;
         Reader = reader ?? PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
-        Writer = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
+        output = new Pipe(new PipeOptions(
+            readerScheduler: PipeScheduler.ThreadPool,
+            writerScheduler: PipeScheduler.Inline,
+            pauseWriterThreshold: 256 * 1024,
+            resumeWriterThreshold: 128 * 1024,
+            useSynchronizationContext: false));
+        Writer = output.Writer;
+        sendLoop = SendLoopAsync();
         this.objectName = objectName;
         state = Connection.create(role);
     }
@@ -50,6 +60,21 @@ internal sealed class ConnectionShell
         get { lock (gate) return state; }
     }
 
+    /// <summary>Remembers the slot of a request written (client) or read (server) here.</summary>
+    public void RememberSlot(HttpRequestMessage request, int slot)
+    {
+        lock (gate) slots[request] = slot;
+    }
+
+    /// <summary>The slot of <paramref name="request"/>, forgotten now (none: not pending here).</summary>
+    public FSharpValueOption<int> TakeSlot(HttpRequestMessage request)
+    {
+        lock (gate)
+        {
+            return slots.Remove(request, out var slot) ? FSharpValueOption<int>.NewValueSome(slot) : FSharpValueOption<int>.ValueNone;
+        }
+    }
+
     public Exception Error(ConnError error) => ConnErrors.ToException(error, objectName);
 
     /// <summary>Feeds one event to the core, wakes the operations it grants, returns its actions.</summary>
@@ -63,6 +88,56 @@ internal sealed class ConnectionShell
         }
         Wake(wake);
         return actions;
+    }
+
+    /// <summary>
+    /// Sends what writers put in the output pipe: everything buffered when it wakes goes out together,
+    /// so pipelined messages written close together share a send. A send failure completes the pipe
+    /// with the exception, which the next writer's flush throws.
+    /// </summary>
+    private async Task SendLoopAsync()
+    {
+        await Task.Yield();
+        var reader = output.Reader;
+        try
+        {
+            while (true)
+            {
+                var rr = await reader.ReadAsync().ConfigureAwait(false);
+                var buffer = rr.Buffer;
+                foreach (var segment in buffer) await Stream.WriteAsync(segment).ConfigureAwait(false);
+                if (!buffer.IsEmpty) await Stream.FlushAsync().ConfigureAwait(false);
+                reader.AdvanceTo(buffer.End);
+                if (rr.IsCompleted) break;
+            }
+            await reader.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            await reader.CompleteAsync(ex).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Stops writing: what was written is sent (waiting up to <paramref name="wait"/>), then the
+    /// send loop ends and the stream is free for someone else.</summary>
+    private void StopSending(TimeSpan wait)
+    {
+        try
+        {
+            Writer.Complete();
+        }
+        catch (InvalidOperationException)
+        {
+            // A write is running on another thread; it fails on its own.
+        }
+        try
+        {
+            sendLoop.Wait(wait);
+        }
+        catch (AggregateException)
+        {
+            // The send loop records its failure in the pipe.
+        }
     }
 
     /// <summary>
@@ -113,7 +188,8 @@ internal sealed class ConnectionShell
             _ = turn.ContinueWith(
                 t =>
                 {
-                    if (t.Result.IsProceed) Step(ConnEvent.NewFailed(phase, slot, ConnError.NewTransport(oce)));
+                    if (!t.Result.IsProceed) return;
+                    Step(ConnEvent.NewFailed(phase, slot, ConnError.NewTransport(oce)));
                 },
                 CancellationToken.None,
                 TaskContinuationOptions.ExecuteSynchronously,
@@ -251,6 +327,7 @@ internal sealed class ConnectionShell
         try
         {
             await MessageMapping.WriteMessageAsync(Writer, writeHead, content, plan, trailers, ct).ConfigureAwait(false);
+            await MessageMapping.FlushAsync(Writer, ct).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -264,6 +341,7 @@ internal sealed class ConnectionShell
     public HijackedConnection Hijack()
     {
         Step(ConnEvent.HijackRequested);
+        StopSending(TimeSpan.FromSeconds(5));
         return new HijackedConnection(Stream, Reader);
     }
 
@@ -283,6 +361,15 @@ internal sealed class ConnectionShell
         {
             if (a.IsCloseTransport)
             {
+                try
+                {
+                    await Writer.CompleteAsync().ConfigureAwait(false);
+                    await sendLoop.WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is InvalidOperationException or TimeoutException)
+                {
+                    // A write is still running, or the peer does not read: close anyway.
+                }
                 if (ownsReader) await Reader.CompleteAsync().ConfigureAwait(false);
                 await Stream.DisposeAsync().ConfigureAwait(false);
             }
@@ -291,6 +378,7 @@ internal sealed class ConnectionShell
 
     private void CloseTransport()
     {
+        StopSending(TimeSpan.FromSeconds(1));
         if (ownsReader) Reader.Complete();
         Stream.Dispose();
     }

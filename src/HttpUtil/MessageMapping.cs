@@ -13,6 +13,7 @@ namespace HttpUtil;
 internal static class MessageMapping
 {
     private const int CopyChunk = 16 * 1024;
+    private const int FlushThreshold = 64 * 1024;
 
     public static HttpVersion ToCore(Version v) => v.Major == 1 && v.Minor == 0 ? HttpVersion.Http10 : HttpVersion.Http11;
 
@@ -99,9 +100,9 @@ internal static class MessageMapping
     }
 
     /// <summary>The request a <see cref="ServerConn"/> returns for a head read off the wire.</summary>
-    public static HttpRequestMessage ToRequest(RequestHead head, Stream transport, Stream? body)
+    public static HttpRequestMessage ToRequest(RequestHead head, WireInfo wire, Stream transport, Stream? body)
     {
-        var request = new HttpRequestMessage(new HttpMethod(head.Method), RequestUri(head, transport is SslStream ? "https" : "http"))
+        var request = new WireRequestMessage(new HttpMethod(head.Method), RequestUri(head, transport is SslStream ? "https" : "http"), wire)
         {
             Version = FromCore(head.Version),
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
@@ -130,9 +131,9 @@ internal static class MessageMapping
     }
 
     /// <summary>The response a <see cref="ClientConn"/> returns for a head read off the wire.</summary>
-    public static HttpResponseMessage ToResponse(ResponseHead head, HttpRequestMessage request, Stream body)
+    public static HttpResponseMessage ToResponse(ResponseHead head, WireInfo wire, HttpRequestMessage request, Stream body)
     {
-        var response = new HttpResponseMessage((HttpStatusCode)head.Status)
+        var response = new WireResponseMessage((HttpStatusCode)head.Status, wire)
         {
             Version = FromCore(head.Version),
             ReasonPhrase = head.Reason,
@@ -153,33 +154,37 @@ internal static class MessageMapping
     }
 
     /// <summary>
-    /// Writes a head and then the body as planned, flushing after the head's first body bytes and after
-    /// each piece of body (so streaming bodies stream). A body that is shorter or longer than its
-    /// Content-Length throws <see cref="IOException"/>: the connection can no longer be framed.
+    /// Writes a head and then the body as planned, leaving the last bytes unflushed: the caller flushes
+    /// (or leaves it to the next pipelined writer). Before each read from a content that may wait (anything
+    /// but an in-memory content) the bytes so far are flushed, so streaming bodies stream and nothing
+    /// waits behind a slow source; in-memory content is flushed every 64 KiB. A body that is shorter or
+    /// longer than its Content-Length throws <see cref="IOException"/>: the connection can no longer be framed.
     /// </summary>
     public static async ValueTask WriteMessageAsync(PipeWriter writer, Func<IBufferWriter<byte>, FSharpResult<int, HttpError>> writeHead,
         HttpContent? content, Framing.BodyLength plan, Func<Headers>? trailers, CancellationToken ct)
     {
         var wrote = writeHead(writer);
         if (wrote.IsError) throw new InvalidOperationException(wrote.ErrorValue.Message);
-        if (content is null || plan.IsNoBody || (plan is Framing.BodyLength.ContentLength { Item: 0 }))
-        {
-            await FlushAsync(writer, ct).ConfigureAwait(false);
-            return;
-        }
+        if (content is null || plan.IsNoBody || (plan is Framing.BodyLength.ContentLength { Item: 0 })) return;
+        var inMemory = content is ByteArrayContent or ReadOnlyMemoryContent;
         var source = await content.ReadAsStreamAsync(ct).ConfigureAwait(false);
+        async ValueTask BeforeReadAsync()
+        {
+            if (!inMemory || writer.UnflushedBytes >= FlushThreshold) await FlushAsync(writer, ct).ConfigureAwait(false);
+        }
         if (plan is Framing.BodyLength.ContentLength cl)
         {
             var left = cl.Item;
             while (left > 0)
             {
+                await BeforeReadAsync().ConfigureAwait(false);
                 var mem = writer.GetMemory((int)Math.Min(left, CopyChunk));
                 var n = await source.ReadAsync(mem[..(int)Math.Min(left, mem.Length)], ct).ConfigureAwait(false);
                 if (n == 0) throw new IOException($"the body ended after {cl.Item - left} of its {cl.Item} bytes (Content-Length)");
                 writer.Advance(n);
                 left -= n;
-                await FlushAsync(writer, ct).ConfigureAwait(false);
             }
+            await BeforeReadAsync().ConfigureAwait(false);
             var probe = new byte[1];
             if (await source.ReadAsync(probe, ct).ConfigureAwait(false) != 0)
                 throw new IOException($"the body is longer than its Content-Length of {cl.Item} bytes");
@@ -190,11 +195,11 @@ internal static class MessageMapping
         {
             while (true)
             {
+                await BeforeReadAsync().ConfigureAwait(false);
                 var n = await source.ReadAsync(buffer.AsMemory(), ct).ConfigureAwait(false);
                 if (n == 0) break;
                 if (plan.IsChunked) Chunked.writeChunk(writer, buffer.AsSpan(0, n));
                 else writer.Write(buffer.AsSpan(0, n));
-                await FlushAsync(writer, ct).ConfigureAwait(false);
             }
         }
         finally
@@ -207,7 +212,6 @@ internal static class MessageMapping
             if (last.IsError) throw new InvalidOperationException($"the trailers cannot be written: {last.ErrorValue.Message}");
             writer.Write(last.ResultValue);
         }
-        await FlushAsync(writer, ct).ConfigureAwait(false);
     }
 
     public static async ValueTask FlushAsync(PipeWriter writer, CancellationToken ct)

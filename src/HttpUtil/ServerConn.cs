@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using System.Runtime.CompilerServices;
 using HttpUtil.Core;
 using Microsoft.FSharp.Core;
 
@@ -32,7 +31,6 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
         Serializer.responseBytes(new ResponseHead(HttpVersion.Http11, 100, "Continue", Headers.Empty)).ResultValue;
 
     private readonly ConnectionShell shell;
-    private readonly ConditionalWeakTable<HttpRequestMessage, StrongBox<int>> slots = new();
 
     /// <summary>A server connection over <paramref name="stream"/> (Go's <c>NewServerConn</c>). The
     /// connection owns the stream from now on: <see cref="Close"/> disposes it.</summary>
@@ -93,9 +91,8 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
         var info = new WireInfo { Request = head, Raw = parsed.Raw, IsLast = closes };
         var body = shell.NewBody(framing.ResultValue, true, trailers => info.Trailers = trailers,
             expects ? ct => SendContinueAsync(slot, ct) : null);
-        var request = MessageMapping.ToRequest(head, shell.Stream, framing.ResultValue.IsNoBody ? null : body);
-        WireMessage.Attach(request, info);
-        slots.AddOrUpdate(request, new StrongBox<int>(slot));
+        var request = MessageMapping.ToRequest(head, info, shell.Stream, framing.ResultValue.IsNoBody ? null : body);
+        shell.RememberSlot(request, slot);
         shell.Step(ConnEvent.NewHeadRead(slot, closes, expects));
         return request;
     }
@@ -138,12 +135,7 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(response);
         var (head, plan, closes) = MessageMapping.ToResponseHead(request, response);
-        FSharpValueOption<int> known = FSharpValueOption<int>.ValueNone;
-        if (slots.TryGetValue(request, out var box))
-        {
-            slots.Remove(request);
-            known = FSharpValueOption<int>.NewValueSome(box.Value);
-        }
+        var known = shell.TakeSlot(request);
         var (slot, turn) = shell.Start(ConnEvent.NewStartWriteResponse(known, closes), Phase.ResponsePhase,
             known.IsSome ? known.Value : null);
         var verdict = await shell.AwaitTurnAsync(turn, Phase.ResponsePhase, slot, cancellationToken).ConfigureAwait(false);

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using HttpUtil.Core;
 
 namespace HttpUtil;
@@ -14,6 +13,18 @@ internal sealed class WireInfo
     public IReadOnlyList<ResponseHead> Interim { get; init; } = [];
 }
 
+/// <summary>A request read off the wire, carrying what the connection knows about it.</summary>
+internal sealed class WireRequestMessage(HttpMethod method, Uri? uri, WireInfo wire) : HttpRequestMessage(method, uri)
+{
+    public WireInfo Wire { get; } = wire;
+}
+
+/// <summary>A response read off the wire, carrying what the connection knows about it.</summary>
+internal sealed class WireResponseMessage(System.Net.HttpStatusCode status, WireInfo wire) : HttpResponseMessage(status)
+{
+    public WireInfo Wire { get; } = wire;
+}
+
 /// <summary>
 /// What <see cref="ClientConn"/> and <see cref="ServerConn"/> attach to the messages they read off the
 /// wire: the exact head (field order, name casing, raw request-target), the persist-EOF mark, trailers
@@ -22,11 +33,12 @@ internal sealed class WireInfo
 /// </summary>
 public static class WireMessage
 {
-    private static readonly ConditionalWeakTable<object, WireInfo> Infos = new();
-
-    internal static void Attach(object message, WireInfo info) => Infos.AddOrUpdate(message, info);
-
-    internal static WireInfo? Info(object message) => Infos.TryGetValue(message, out var info) ? info : null;
+    internal static WireInfo? Info(object message) => message switch
+    {
+        WireRequestMessage r => r.Wire,
+        WireResponseMessage r => r.Wire,
+        _ => null,
+    };
 
     /// <summary>The request head exactly as read (fields in wire order, names as sent, raw target), or null
     /// when <paramref name="request"/> was not read by a <see cref="ServerConn"/>.</summary>
