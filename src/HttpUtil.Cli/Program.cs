@@ -58,7 +58,10 @@ public static class Program
             return Dump.Run(Console.Out, bytes, settings, result.GetValue(response), result.GetValue(method) ?? "GET");
         });
 
-        var root = new RootCommand("httputil: Go's net/http/httputil and httptrace for .NET") { parse };
+        var demo = new Command("demo", "Pipeline three requests from a ClientConn to a ServerConn on an embedded 127.0.0.1 upstream and print both sides of the wire.");
+        demo.SetAction((_, ct) => Demo.RunAsync(Console.Out, ct));
+
+        var root = new RootCommand("httputil: Go's net/http/httputil and httptrace for .NET") { parse, demo };
         return root.Parse(args).Invoke();
     }
 

@@ -152,11 +152,14 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
     /// <see cref="WriteAsync"/> with <see cref="ConnectionClosedException"/>, the rest with
     /// <see cref="ObjectDisposedException"/> (Go's asymmetry). Running operations are not stopped.
     /// </summary>
+    /// <remarks>Bytes already written are sent first: the call blocks until they are (at most 5 seconds,
+    /// for a peer that does not read).</remarks>
     /// <returns>The stream and its reader, now owned by the caller.</returns>
     /// <exception cref="ObjectDisposedException">The connection was already closed or hijacked.</exception>
     public HijackedConnection Hijack() => shell.Hijack();
 
-    /// <summary>Closes the connection and disposes the stream. Later calls fail as after <see cref="Hijack"/>.
+    /// <summary>Closes the connection: sends what was already written (waiting at most a second for a peer
+    /// that does not read), then disposes the stream. Later calls fail as after <see cref="Hijack"/>.
     /// Calling it again (or after <see cref="Hijack"/>) does nothing.</summary>
     public void Close() => shell.Close();
 
