@@ -88,6 +88,9 @@ type ConnEvent =
     | BodyWanted of Slot: int
     /// Server: the `100 Continue` for `slot` was written (or failed, with the error).
     | ContinueWritten of Slot: int * Error: ConnError voption
+    /// Client: the request just written went without its body (the server answered before
+    /// `100 Continue`), so the connection cannot carry another request.
+    | StopWriting
     /// The user closed the connection.
     | CloseRequested
     /// The user took the connection over.
@@ -499,6 +502,16 @@ module Connection =
                     | ValueNone -> s
 
                 Ok(pump s [])
+        | StopWriting, ClientRole ->
+            let s =
+                if s.WriteError.IsNone then
+                    { s with
+                        WriteError = ValueSome PersistEof
+                    }
+                else
+                    s
+
+            Ok(s, [])
         | CloseRequested, _ ->
             if stopped s then
                 Ok(s, [])
@@ -512,3 +525,38 @@ module Connection =
                 let s, actions = pump { s with Hijacked = true } []
                 Ok(s, HandOver :: actions)
         | _, role -> invalid (sprintf "%A does not apply to the %A" event role)
+
+    /// True when the connection may carry another exchange right away: every request answered,
+    /// nothing running or queued, no error on either side, not closed or hijacked. A transport puts
+    /// a connection back in its idle pool only then (and once the last body was read to its end).
+    let reusable (s: ConnState) =
+        pending s = 0
+        && not s.RequestRunning
+        && not s.ResponseRunning
+        && s.Queued.IsEmpty
+        && s.ReadError.IsNone
+        && s.WriteError.IsNone
+        && not (stopped s)
+
+    /// True when a request that failed on a reused idle connection may be sent again on a fresh
+    /// one (Go's Transport rule): the connection was reused, not one byte of the response arrived,
+    /// the method is idempotent (or the request carries an Idempotency-Key), and the body can be
+    /// sent again.
+    let retryable
+        (reusedConnection: bool)
+        (gotResponseBytes: bool)
+        (requestMethod: string)
+        (hasIdempotencyKey: bool)
+        (bodyReplayable: bool)
+        =
+        reusedConnection
+        && not gotResponseBytes
+        && (Message.isIdempotent requestMethod || hasIdempotencyKey)
+        && bodyReplayable
+
+    /// True when a client may wait for `100 Continue` for the request of `slot` before sending its
+    /// body: the request's response is next to be read and nothing is reading, so the bytes that
+    /// arrive now belong to that response. (When responses to earlier requests are still due, the
+    /// body is sent at once.)
+    let mayAwaitContinue (slot: int) (s: ConnState) =
+        s.Role = ClientRole && s.ResponseTurn = slot && not s.ResponseRunning

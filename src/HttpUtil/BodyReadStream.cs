@@ -27,6 +27,7 @@ internal sealed class BodyReadStream : Stream
     private bool finished;
     private bool disposed;
     private Exception? failure;
+    private Action<bool>? ended;
 
     public BodyReadStream(PipeReader reader, Framing.BodyLength framing, bool isRequest, ParserSettings settings,
         Action<Headers>? onTrailers, Func<CancellationToken, ValueTask>? beforeFirstRead, Action<ConnError> onFailure,
@@ -43,6 +44,23 @@ internal sealed class BodyReadStream : Stream
         if (framing is Framing.BodyLength.ContentLength cl) remaining = cl.Item;
         finished = framing.IsNoBody || (framing.IsContentLength && remaining == 0);
     }
+
+    /// <summary>True once the body has been read to its end (trailers included).</summary>
+    public bool IsFinished => finished;
+
+    /// <summary>
+    /// Calls <paramref name="callback"/> once: with true when the body has been read to its end (at once
+    /// if it already has), with false when it failed or was disposed before its end. Exceptions from the
+    /// callback reach the read that reached the end.
+    /// </summary>
+    internal void OnEnded(Action<bool> callback)
+    {
+        ended = callback;
+        if (finished) End(true);
+        else if (disposed || failure is not null) End(false);
+    }
+
+    private void End(bool clean) => Interlocked.Exchange(ref ended, null)?.Invoke(clean);
 
     public override bool CanRead => true;
     public override bool CanSeek => false;
@@ -76,7 +94,18 @@ internal sealed class BodyReadStream : Stream
                 beforeFirstRead = null;
                 await first(cancellationToken).ConfigureAwait(false);
             }
-            return await ReadCoreAsync(buffer, cancellationToken).ConfigureAwait(false);
+            int n;
+            try
+            {
+                n = await ReadCoreAsync(buffer, cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                End(false);
+                throw;
+            }
+            if (finished) End(true);
+            return n;
         }
         finally
         {
@@ -225,6 +254,7 @@ internal sealed class BodyReadStream : Stream
     protected override void Dispose(bool disposing)
     {
         disposed = true;
+        if (!finished) End(false);
         base.Dispose(disposing);
     }
 }

@@ -39,7 +39,7 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     /// (Go's bufio.Reader); null to create one.</param>
     public ClientConn(Stream stream, PipeReader? reader = null) : this(stream, reader, false) { }
 
-    private ClientConn(Stream stream, PipeReader? reader, bool proxy)
+    internal ClientConn(Stream stream, PipeReader? reader, bool proxy)
     {
         shell = new ConnectionShell(Role.ClientRole, stream, reader, nameof(ClientConn));
         this.proxy = proxy;
@@ -69,6 +69,13 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
         init => shell.MaxDrainBytes = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(value));
     }
 
+    /// <summary>
+    /// How long a request that says <c>Expect: 100-continue</c> waits for the server's answer before its
+    /// body is sent anyway. Null (the default, as Go's ClientConn) sends the body at once. The wait happens
+    /// only when the request's response is the next to be read.
+    /// </summary>
+    public TimeSpan? ExpectContinueTimeout { get; init; }
+
     /// <summary>Requests written whose responses have not been read yet.</summary>
     public int Pending => shell.Pending;
 
@@ -93,7 +100,7 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
         var (slot, turn) = shell.Start(ConnEvent.NewStartWriteRequest(Connection.requestCloses(head)), Phase.RequestPhase, null);
         var verdict = await shell.AwaitTurnAsync(turn, Phase.RequestPhase, slot, cancellationToken).ConfigureAwait(false);
         if (verdict is Verdict.Refuse refused) throw shell.Error(refused.Error);
-        await shell.WriteOrFailAsync(Phase.RequestPhase, slot, w => Serializer.writeRequest(w, head), request.Content, plan, null,
+        await shell.WriteRequestAsync(slot, head, request.Content, plan, ClientTrace.FromRequest(request), ExpectContinueTimeout,
             cancellationToken).ConfigureAwait(false);
         shell.RememberSlot(request, slot);
     }
@@ -112,7 +119,12 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     /// <exception cref="EndOfStreamException">The server closed the connection before the response began.</exception>
     /// <exception cref="PersistEofException">An earlier response ended the connection.</exception>
     /// <exception cref="ObjectDisposedException">After <see cref="Close"/> or <see cref="Hijack"/>.</exception>
-    public async Task<HttpResponseMessage> ReadAsync(HttpRequestMessage request, CancellationToken cancellationToken = default)
+    public async Task<HttpResponseMessage> ReadAsync(HttpRequestMessage request, CancellationToken cancellationToken = default) =>
+        (await ReadCoreAsync(request, cancellationToken).ConfigureAwait(false)).Response;
+
+    /// <summary>Reads a response and also returns its body stream (for <see cref="Transport"/>, which
+    /// must know when the body ends).</summary>
+    internal async Task<(HttpResponseMessage Response, BodyReadStream Body)> ReadCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         var known = shell.TakeSlot(request);
@@ -120,15 +132,31 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
         var verdict = await shell.AwaitTurnAsync(turn, Phase.ResponsePhase, slot, cancellationToken).ConfigureAwait(false);
         if (verdict is Verdict.Refuse refused) throw shell.Error(refused.Error);
         await shell.DrainPreviousAsync(Phase.ResponsePhase, slot, cancellationToken).ConfigureAwait(false);
+        var trace = ClientTrace.FromRequest(request);
+        var seen = shell.TakeProgress(slot);
+        Action? firstByte = seen.FirstByteSeen || trace?.GotFirstResponseByte is null
+            ? null
+            : () => Hooks.Fire(nameof(ClientTrace.GotFirstResponseByte), trace.GotFirstResponseByte);
         var method = request.Method.Method;
-        var interim = new List<ResponseHead>();
+        var interim = seen.Interim;
         Parsed<ResponseHead> parsed;
         while (true)
         {
-            parsed = await shell.ReadHeadOrFailAsync(Phase.ResponsePhase, slot, Parser.parseResponseHead, cancellationToken)
+            parsed = await shell.ReadHeadOrFailAsync(Phase.ResponsePhase, slot, Parser.parseResponseHead, firstByte, cancellationToken)
                 .ConfigureAwait(false);
+            firstByte = null;
             if (!Connection.isInterim(parsed.Head.Status)) break;
             interim.Add(parsed.Head);
+            try
+            {
+                if (parsed.Head.Status == 100) Hooks.Fire(nameof(ClientTrace.Got100Continue), trace?.Got100Continue);
+                else if (Hooks.Ask(nameof(ClientTrace.Got1xxResponse), trace?.Got1xxResponse, parsed.Head.Status, parsed.Head.Headers) is { } abort)
+                    throw abort;
+            }
+            catch (Exception ex)
+            {
+                throw shell.Fail(Phase.ResponsePhase, slot, ConnError.NewTransport(ex), ex);
+            }
         }
         var framing = Framing.responseBody(method, parsed.Head);
         if (framing.IsError) throw shell.Fail(Phase.ResponsePhase, slot, ConnError.NewMalformed(framing.ErrorValue));
@@ -138,8 +166,11 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
         var wire = new WireInfo { Response = parsed.Head, Raw = parsed.Raw, IsLast = closes, Interim = interim };
         response = MessageMapping.ToResponse(parsed.Head, wire, request, body);
         shell.Step(ConnEvent.NewHeadRead(slot, closes, false));
-        return response;
+        return (response, body);
     }
+
+    /// <summary>The core's view of the connection (for <see cref="Transport"/>'s reuse decision).</summary>
+    internal ConnState State => shell.State;
 
     private static void CopyTrailers(HttpResponseMessage response, Headers trailers)
     {

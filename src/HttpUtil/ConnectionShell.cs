@@ -272,13 +272,18 @@ internal sealed class ConnectionShell
     /// <summary>Reads one head with <paramref name="parse"/>, consuming exactly its bytes.</summary>
     public async ValueTask<HeadRead<T>> ReadHeadAsync<T>(
         Func<ParserSettings, ReadOnlySequence<byte>, FSharpResult<Incremental<Parsed<T>>, HttpError>> parse,
-        CancellationToken ct)
+        Action? onFirstByte, CancellationToken ct)
     {
         while (true)
         {
             var rr = await Reader.ReadAsync(ct).ConfigureAwait(false);
             if (rr.IsCanceled) throw new OperationCanceledException("the pending read was cancelled");
             var buffer = rr.Buffer;
+            if (onFirstByte is not null && !buffer.IsEmpty)
+            {
+                onFirstByte();
+                onFirstByte = null;
+            }
             var result = parse(Settings, buffer);
             if (result.IsError)
             {
@@ -302,12 +307,12 @@ internal sealed class ConnectionShell
     /// </summary>
     public async ValueTask<Parsed<T>> ReadHeadOrFailAsync<T>(Phase phase, int slot,
         Func<ParserSettings, ReadOnlySequence<byte>, FSharpResult<Incremental<Parsed<T>>, HttpError>> parse,
-        CancellationToken ct)
+        Action? onFirstByte, CancellationToken ct)
     {
         HeadRead<T> h;
         try
         {
-            h = await ReadHeadAsync(parse, ct).ConfigureAwait(false);
+            h = await ReadHeadAsync(parse, onFirstByte, ct).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -335,6 +340,134 @@ internal sealed class ConnectionShell
             throw;
         }
         Step(ConnEvent.NewWrote(slot));
+    }
+
+    /// <summary>
+    /// Writes a client request for the running write of <paramref name="slot"/>, firing the trace's write
+    /// hooks. With <paramref name="expectTimeout"/> set, a request that says <c>Expect: 100-continue</c> sends
+    /// its head, then waits for the server's answer (at most that long) before its body, when the core
+    /// allows (its response is the next to be read) and the previous body has been read. A final answer
+    /// instead of <c>100 Continue</c> leaves the body unsent and ends the connection after this exchange.
+    /// </summary>
+    public async ValueTask WriteRequestAsync(int slot, RequestHead head, HttpContent? content, Framing.BodyLength plan,
+        ClientTrace? trace, TimeSpan? expectTimeout, CancellationToken ct)
+    {
+        var bodySent = true;
+        try
+        {
+            var wrote = Serializer.writeRequest(Writer, head);
+            if (wrote.IsError) throw new InvalidOperationException(wrote.ErrorValue.Message);
+            if (trace is not null)
+            {
+                if (trace.WroteHeaderField is { } field)
+                {
+                    foreach (var f in head.Headers.AsSpan()) Hooks.Fire(nameof(ClientTrace.WroteHeaderField), field, f.Name, (IReadOnlyList<string>)[f.Value]);
+                }
+                Hooks.Fire(nameof(ClientTrace.WroteHeaders), trace.WroteHeaders);
+            }
+            var hasBody = content is not null && !plan.IsNoBody && plan is not Framing.BodyLength.ContentLength { Item: 0 };
+            if (expectTimeout is { } timeout && hasBody && Connection.expectsContinue(head) && MayAwaitContinue(slot))
+            {
+                await MessageMapping.FlushAsync(Writer, ct).ConfigureAwait(false);
+                Hooks.Fire(nameof(ClientTrace.Wait100Continue), trace?.Wait100Continue);
+                bodySent = await AwaitContinueAsync(slot, trace, timeout, ct).ConfigureAwait(false);
+            }
+            if (bodySent) await MessageMapping.WriteBodyAsync(Writer, content, plan, null, ct).ConfigureAwait(false);
+            await MessageMapping.FlushAsync(Writer, ct).ConfigureAwait(false);
+            if (trace?.WroteRequest is { } wroteRequest) Hooks.Fire(nameof(ClientTrace.WroteRequest), wroteRequest, new WroteRequestInfo(null));
+        }
+        catch (Exception ex)
+        {
+            Step(ConnEvent.NewFailed(Phase.RequestPhase, slot, ConnError.NewTransport(ex)));
+            if (ex is not ClientTraceException && trace?.WroteRequest is { } wroteRequest)
+            {
+                try { wroteRequest(new WroteRequestInfo(ex)); }
+                catch (Exception hookEx) { throw new ClientTraceException(nameof(ClientTrace.WroteRequest), hookEx); }
+            }
+            throw;
+        }
+        if (!bodySent) Step(ConnEvent.StopWriting);
+        Step(ConnEvent.NewWrote(slot));
+    }
+
+    private bool MayAwaitContinue(int slot)
+    {
+        lock (gate)
+        {
+            return Connection.mayAwaitContinue(slot, state) && (lastBody is null || lastBody.IsFinished);
+        }
+    }
+
+    /// <summary>The responses to one request: whether its first byte was seen, and the interim heads read
+    /// while its body waited for <c>100 Continue</c>.</summary>
+    internal sealed class ResponseProgress
+    {
+        public bool FirstByteSeen;
+        public List<ResponseHead> Interim { get; } = [];
+    }
+
+    private readonly Dictionary<int, ResponseProgress> progress = [];
+
+    /// <summary>What was seen of the response to <paramref name="slot"/> so far (forgotten now).</summary>
+    public ResponseProgress TakeProgress(int slot)
+    {
+        lock (gate)
+        {
+            return progress.Remove(slot, out var p) ? p : new ResponseProgress();
+        }
+    }
+
+    /// <summary>
+    /// Peeks at the response while a body waits: true to send the body (100 Continue, or no answer in
+    /// time), false when a final answer (or an error, or the end of input) came first; that is left unread
+    /// for the response read. Interim responses other than 100 are consumed, reported and kept for it.
+    /// </summary>
+    private async ValueTask<bool> AwaitContinueAsync(int slot, ClientTrace? trace, TimeSpan timeout, CancellationToken ct)
+    {
+        var seen = new ResponseProgress();
+        lock (gate) progress[slot] = seen;
+        using var timer = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timer.CancelAfter(timeout);
+        while (true)
+        {
+            ReadResult rr;
+            try
+            {
+                rr = await Reader.ReadAsync(timer.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                return true; // no answer in time: send the body (RFC 9110 section 10.1.1)
+            }
+            var buffer = rr.Buffer;
+            if (!buffer.IsEmpty && !seen.FirstByteSeen)
+            {
+                seen.FirstByteSeen = true;
+                Hooks.Fire(nameof(ClientTrace.GotFirstResponseByte), trace?.GotFirstResponseByte);
+            }
+            var parsed = Parser.parseResponseHead(Settings, buffer);
+            if (parsed.IsOk && parsed.ResultValue.IsComplete && Connection.isInterim(parsed.ResultValue.Value.Head.Status))
+            {
+                var head = parsed.ResultValue.Value.Head;
+                Reader.AdvanceTo(buffer.GetPosition(parsed.ResultValue.Consumed));
+                if (head.Status == 100)
+                {
+                    Hooks.Fire(nameof(ClientTrace.Got100Continue), trace?.Got100Continue);
+                    return true;
+                }
+                seen.Interim.Add(head);
+                if (Hooks.Ask(nameof(ClientTrace.Got1xxResponse), trace?.Got1xxResponse, head.Status, head.Headers) is { } abort) throw abort;
+                continue;
+            }
+            if (parsed.IsOk && !parsed.ResultValue.IsComplete && !rr.IsCompleted)
+            {
+                Reader.AdvanceTo(buffer.Start, buffer.End);
+                continue;
+            }
+            // A final response, an error or the end of input: leave it all for the response read.
+            Reader.AdvanceTo(buffer.Start);
+            return false;
+        }
     }
 
     /// <summary>Hands the stream and the reader (with any unread input) to the caller.</summary>

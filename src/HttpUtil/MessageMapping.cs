@@ -165,6 +165,13 @@ internal static class MessageMapping
     {
         var wrote = writeHead(writer);
         if (wrote.IsError) throw new InvalidOperationException(wrote.ErrorValue.Message);
+        await WriteBodyAsync(writer, content, plan, trailers, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Writes a body as planned (see <see cref="WriteMessageAsync"/>).</summary>
+    public static async ValueTask WriteBodyAsync(PipeWriter writer, HttpContent? content, Framing.BodyLength plan, Func<Headers>? trailers,
+        CancellationToken ct)
+    {
         if (content is null || plan.IsNoBody || (plan is Framing.BodyLength.ContentLength { Item: 0 })) return;
         var inMemory = content is ByteArrayContent or ReadOnlyMemoryContent;
         var source = await content.ReadAsStreamAsync(ct).ConfigureAwait(false);

@@ -81,7 +81,7 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
         var verdict = await shell.AwaitTurnAsync(turn, Phase.RequestPhase, slot, cancellationToken).ConfigureAwait(false);
         if (verdict is Verdict.Refuse refused) throw shell.Error(refused.Error);
         await shell.DrainPreviousAsync(Phase.RequestPhase, slot, cancellationToken).ConfigureAwait(false);
-        var parsed = await shell.ReadHeadOrFailAsync(Phase.RequestPhase, slot, Parser.parseRequestHead, cancellationToken)
+        var parsed = await shell.ReadHeadOrFailAsync(Phase.RequestPhase, slot, Parser.parseRequestHead, null, cancellationToken)
             .ConfigureAwait(false);
         var head = parsed.Head;
         var framing = Framing.requestBody(head);

@@ -45,7 +45,7 @@ let private get (k: Kestrel) path =
 [<Test>]
 let ``1,000 requests on one keep-alive connection`` () =
     task {
-        use k = new Kestrel(handler)
+        use k = Kestrel.Plain handler
         use! tcp = k.Connect()
         use client = new ClientConn(tcp.GetStream())
         let conns = Collections.Generic.HashSet<string>()
@@ -64,7 +64,7 @@ let ``1,000 requests on one keep-alive connection`` () =
 [<Test>]
 let ``100 pipelined requests, then 100 reads in order`` () =
     task {
-        use k = new Kestrel(handler)
+        use k = Kestrel.Plain handler
         use! tcp = k.Connect()
         use client = new ClientConn(tcp.GetStream())
         let requests = [| for i in 1..100 -> get k (sprintf "/n/%d" i) |]
@@ -98,7 +98,7 @@ type private Unsized(bytes: byte[]) =
 [<Test>]
 let ``chunked bodies both ways`` () =
     task {
-        use k = new Kestrel(handler)
+        use k = Kestrel.Plain handler
         use! tcp = k.Connect()
         use client = new ClientConn(tcp.GetStream())
         let payload = Array.init 200_000 (fun i -> byte (i % 251))
@@ -122,7 +122,7 @@ let ``chunked bodies both ways`` () =
 [<Test>]
 let ``HTTP/1.0: the response ends the connection; the next write is PersistEof`` () =
     task {
-        use k = new Kestrel(handler)
+        use k = Kestrel.Plain handler
         use! tcp = k.Connect()
         use client = new ClientConn(tcp.GetStream())
         let req = get k "/n/10"
@@ -141,7 +141,7 @@ let ``HTTP/1.0: the response ends the connection; the next write is PersistEof``
 [<Test>]
 let ``Connection close from either side`` () =
     task {
-        use k = new Kestrel(handler)
+        use k = Kestrel.Plain handler
         // The server says close.
         use! tcp = k.Connect()
         use client = new ClientConn(tcp.GetStream())
@@ -173,7 +173,7 @@ let ``Connection close from either side`` () =
 [<Test>]
 let ``ForProxy writes absolute-form targets, which Kestrel accepts`` () =
     task {
-        use k = new Kestrel(handler)
+        use k = Kestrel.Plain handler
         use! tcp = k.Connect()
         use client = ClientConn.ForProxy(tcp.GetStream())
         let! resp = client.DoAsync(get k "/n/7?x=1")
@@ -185,7 +185,7 @@ let ``ForProxy writes absolute-form targets, which Kestrel accepts`` () =
 [<Test>]
 let ``an unread body is drained before the next response`` () =
     task {
-        use k = new Kestrel(handler)
+        use k = Kestrel.Plain handler
         use! tcp = k.Connect()
         use client = new ClientConn(tcp.GetStream())
         let! _ = client.DoAsync(get k "/stream")

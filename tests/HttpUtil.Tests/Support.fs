@@ -96,12 +96,54 @@ let socketPair () =
         return client, server
     }
 
-/// A Kestrel server on 127.0.0.1 with a port chosen by the OS, serving `handler`.
-type Kestrel(handler: HttpContext -> Task) =
+/// A self-signed certificate for localhost and 127.0.0.1, made in the test.
+let makeCertificate () =
+    use rsa = System.Security.Cryptography.RSA.Create 2048
+
+    let req =
+        System.Security.Cryptography.X509Certificates.CertificateRequest(
+            "CN=localhost",
+            rsa,
+            System.Security.Cryptography.HashAlgorithmName.SHA256,
+            System.Security.Cryptography.RSASignaturePadding.Pkcs1
+        )
+
+    let san =
+        System.Security.Cryptography.X509Certificates.SubjectAlternativeNameBuilder()
+
+    san.AddDnsName "localhost"
+    san.AddIpAddress IPAddress.Loopback
+    req.CertificateExtensions.Add(san.Build())
+
+    use cert =
+        req.CreateSelfSigned(DateTimeOffset.Now.AddDays -1.0, DateTimeOffset.Now.AddDays 1.0)
+
+    System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12(
+        cert.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx),
+        null
+    )
+
+/// A Kestrel server on 127.0.0.1 with a port chosen by the OS, serving `handler` (over TLS with
+/// `certificate`, HTTP/1.1 only, when one is given).
+type Kestrel
+    (handler: HttpContext -> Task, certificate: System.Security.Cryptography.X509Certificates.X509Certificate2 option) =
     let app =
         let builder = WebApplication.CreateSlimBuilder()
         builder.Logging.ClearProviders() |> ignore
-        builder.WebHost.UseKestrel(fun o -> o.Listen(IPAddress.Loopback, 0)) |> ignore
+
+        builder.WebHost.UseKestrel(fun o ->
+            o.Listen(
+                IPAddress.Loopback,
+                0,
+                fun lo ->
+                    lo.Protocols <- Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http1
+
+                    match certificate with
+                    | Some c -> lo.UseHttps(c) |> ignore
+                    | None -> ()
+            ))
+        |> ignore
+
         let app = builder.Build()
         app.Run(RequestDelegate handler)
         app
@@ -114,10 +156,13 @@ type Kestrel(handler: HttpContext -> Task) =
 
         Uri(Seq.head addresses).Port
 
+    /// A plain-http server.
+    static member Plain(handler: HttpContext -> Task) = new Kestrel(handler, None)
+
     member _.Port = port
 
     member _.Uri(path: string) =
-        Uri(sprintf "http://127.0.0.1:%d%s" port path)
+        Uri(sprintf "%s://127.0.0.1:%d%s" (if certificate.IsSome then "https" else "http") port path)
 
     /// A new TCP connection to the server.
     member _.Connect() =

@@ -1,0 +1,150 @@
+using System.Net.Sockets;
+using HttpUtil.Core;
+
+namespace HttpUtil;
+
+/// <summary>Where a pooled connection goes: scheme, host and port, and the proxy it goes through.</summary>
+internal readonly record struct PoolKey(string Scheme, string Host, int Port, string Proxy)
+{
+    public string HostPort => Host.Contains(':') ? $"[{Host}]:{Port}" : $"{Host}:{Port}";
+}
+
+/// <summary>One connection a <see cref="Transport"/> owns.</summary>
+internal sealed class PooledConnection(PoolKey key, Socket socket, Stream stream, ClientConn client)
+{
+    public PoolKey Key { get; } = key;
+    public Socket Socket { get; } = socket;
+    public Stream Stream { get; } = stream;
+    public ClientConn Client { get; } = client;
+    public long IdleSince { get; set; }
+    public bool Used { get; set; }
+
+    /// <summary>False when the peer closed the idle connection (or sent bytes nobody asked for).</summary>
+    public bool LooksAlive()
+    {
+        try
+        {
+            return !Socket.Poll(0, SelectMode.SelectRead);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    public void Close() => Client.Close();
+}
+
+/// <summary>
+/// The connections to one <see cref="PoolKey"/>: idle ones (most recently used first), a count of all
+/// (for MaxConnsPerHost) and the requests waiting for one.
+/// </summary>
+internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout)
+{
+    private readonly object gate = new();
+    private readonly List<PooledConnection> idle = [];
+    private readonly Queue<TaskCompletionSource<PooledConnection?>> waiters = new();
+    private int total;
+
+    /// <summary>What an acquisition found.</summary>
+    public readonly record struct Lease(PooledConnection? Connection, bool WasIdle, TimeSpan IdleTime);
+
+    /// <summary>
+    /// An idle connection (unless <paramref name="fresh"/>), or permission to dial (a lease with no
+    /// connection), or, at MaxConnsPerHost, a wait for a connection handed over or a freed place.
+    /// </summary>
+    public async ValueTask<Lease> AcquireAsync(bool fresh, CancellationToken ct)
+    {
+        TaskCompletionSource<PooledConnection?> waiter;
+        lock (gate)
+        {
+            if (!fresh)
+            {
+                while (idle.Count > 0)
+                {
+                    var c = idle[^1];
+                    idle.RemoveAt(idle.Count - 1);
+                    var idleFor = TimeSpanSince(c.IdleSince);
+                    if (idleFor < idleTimeout && c.LooksAlive()) return new Lease(c, true, idleFor);
+                    total--;
+                    c.Close();
+                }
+            }
+            if (maxConns <= 0 || total < maxConns)
+            {
+                total++;
+                return new Lease(null, false, TimeSpan.Zero);
+            }
+            waiter = new TaskCompletionSource<PooledConnection?>(TaskCreationOptions.RunContinuationsAsynchronously);
+            waiters.Enqueue(waiter);
+        }
+        using (ct.Register(() => waiter.TrySetCanceled(ct)))
+        {
+            var handed = await waiter.Task.ConfigureAwait(false);
+            return new Lease(handed, false, TimeSpan.Zero);
+        }
+    }
+
+    private static TimeSpan TimeSpanSince(long timestamp) => System.Diagnostics.Stopwatch.GetElapsedTime(timestamp);
+
+    /// <summary>Puts a connection back: handed to a waiting request, or kept idle; or an error saying why not
+    /// (the caller then closes it with <see cref="Discard"/>).</summary>
+    public Exception? Put(PooledConnection c)
+    {
+        lock (gate)
+        {
+            while (waiters.Count > 0)
+            {
+                if (waiters.Dequeue().TrySetResult(c)) return null;
+            }
+            if (idle.Count >= maxIdle)
+                return new InvalidOperationException($"too many idle connections for {c.Key.HostPort} (MaxIdleConnsPerHost {maxIdle})");
+            c.IdleSince = System.Diagnostics.Stopwatch.GetTimestamp();
+            idle.Add(c);
+            return null;
+        }
+    }
+
+    /// <summary>Forgets a connection (closed, failed, or never dialled): its place goes to a waiter, which dials.</summary>
+    public void Discard(PooledConnection? c)
+    {
+        c?.Close();
+        lock (gate)
+        {
+            total--;
+            while (waiters.Count > 0)
+            {
+                if (waiters.Dequeue().TrySetResult(null))
+                {
+                    total++;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// <summary>Closes idle connections past the idle timeout (all of them when <paramref name="all"/>).</summary>
+    public void Sweep(bool all)
+    {
+        List<PooledConnection> closing = [];
+        lock (gate)
+        {
+            for (var i = idle.Count - 1; i >= 0; i--)
+            {
+                if (all || TimeSpanSince(idle[i].IdleSince) >= idleTimeout)
+                {
+                    closing.Add(idle[i]);
+                    idle.RemoveAt(i);
+                    total--;
+                }
+            }
+        }
+        foreach (var c in closing) c.Close();
+    }
+
+    /// <summary>Idle connections now.</summary>
+    public int IdleCount
+    {
+        get { lock (gate) return idle.Count; }
+    }
+}

@@ -1,0 +1,251 @@
+using System.Collections.Concurrent;
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using HttpUtil.Core;
+
+namespace HttpUtil;
+
+/// <summary>
+/// An HTTP/1.1 <see cref="HttpMessageHandler"/> that owns its connections (Go's <c>http.Transport</c>
+/// for HTTP/1.x): a pool per scheme, host and port, DNS lookups shared between concurrent requests,
+/// TLS, forward proxies, <c>Expect: 100-continue</c>, and every <see cref="ClientTrace"/> hook. Use it as
+/// <c>new HttpClient(new Transport())</c> or through <see cref="HttpMessageInvoker"/>.
+/// </summary>
+/// <remarks>
+/// <para>Each request runs on one <see cref="ClientConn"/> at a time (no pipelining). A connection goes
+/// back to the idle pool only when the core says the exchange ended cleanly (no error, nothing pending,
+/// no <c>Connection: close</c>) and the response body was read to its end, or, when the body is disposed
+/// early, drained within <see cref="MaxResponseDrainBytes"/> and one second.</para>
+/// <para>A request that fails on a reused idle connection before any response byte arrived is sent once
+/// more on a new connection when its method is idempotent (or it has an <c>Idempotency-Key</c>) and its
+/// content can be sent again (none, or in-memory content such as <see cref="ByteArrayContent"/>).</para>
+/// <para>Failures to resolve, connect, handshake, write or read throw <see cref="HttpRequestException"/>
+/// with the cause inside; cancellation throws <see cref="OperationCanceledException"/>; a hook that throws
+/// gives <see cref="ClientTraceException"/>.</para>
+/// </remarks>
+public sealed class Transport : HttpMessageHandler
+{
+    private readonly ConcurrentDictionary<PoolKey, HostPool> pools = new();
+    private readonly Dialer dialer;
+    private readonly Timer sweeper;
+    private volatile bool disposed;
+
+    /// <summary>A transport with the defaults below.</summary>
+    public Transport()
+    {
+        dialer = new Dialer(this);
+        sweeper = new Timer(_ => Sweep(false), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+    }
+
+    /// <summary>Most idle connections kept per host (default 2, as Go's). Beyond it a finished connection is closed.</summary>
+    public int MaxIdleConnsPerHost { get; init; } = 2;
+
+    /// <summary>Most connections per host, idle, dialling and busy together; 0 (the default) for no limit.
+    /// Requests beyond it wait for a connection.</summary>
+    public int MaxConnsPerHost { get; init; }
+
+    /// <summary>How long an idle connection is kept (default 90 s).</summary>
+    public TimeSpan IdleConnTimeout { get; init; } = TimeSpan.FromSeconds(90);
+
+    /// <summary>How long one TCP connect may take, per address tried (default 30 s).</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a request with <c>Expect: 100-continue</c> waits for the server before sending its
+    /// body anyway (default 1 s); null sends the body at once.</summary>
+    public TimeSpan? ExpectContinueTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Most bytes of an unread response body drained to reuse the connection (default 256 KiB).</summary>
+    public long MaxResponseDrainBytes { get; init; } = 256 * 1024;
+
+    /// <summary>A forward proxy (<c>http://host:port</c>): http requests go to it in absolute form, https
+    /// requests through a CONNECT tunnel. Null (the default) connects directly.</summary>
+    public Uri? Proxy { get; init; }
+
+    /// <summary>Checks the server's certificate; null uses the system's validation.</summary>
+    public RemoteCertificateValidationCallback? ServerCertificateValidation { get; init; }
+
+    /// <summary>Client certificates offered in TLS handshakes; null for none.</summary>
+    public X509CertificateCollection? ClientCertificates { get; init; }
+
+    /// <summary>The limits and leniences used to read responses.</summary>
+    public ParserSettings ParserSettings { get; init; } = ParserSettings.Default;
+
+    /// <summary>Idle connections now, all hosts together.</summary>
+    public int IdleConnectionCount => pools.Values.Sum(p => p.IdleCount);
+
+    /// <summary>Closes every idle connection now; busy ones are not affected.</summary>
+    public void CloseIdleConnections() => Sweep(true);
+
+    private void Sweep(bool all)
+    {
+        foreach (var p in pools.Values) p.Sweep(all);
+    }
+
+    /// <summary>Sends <paramref name="request"/> and returns the response once its head has arrived; the
+    /// content streams from the connection.</summary>
+    /// <param name="request">An absolute http or https request; HTTP/1.0 or 1.1 (a request for HTTP/2 or
+    /// later is sent as HTTP/1.1 unless its version policy demands exactly that version).</param>
+    /// <param name="cancellationToken">Cancels every stage up to the response head; the content's reads take their own token.</param>
+    /// <returns>The response.</returns>
+    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ObjectDisposedException.ThrowIf(disposed, this);
+        var uri = request.RequestUri;
+        if (uri is null || !uri.IsAbsoluteUri || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+            throw new ArgumentException("the request needs an absolute http or https RequestUri", nameof(request));
+        if (request.Version.Major >= 2)
+        {
+            if (request.VersionPolicy == HttpVersionPolicy.RequestVersionExact)
+                throw new HttpRequestException($"this transport speaks HTTP/1.x only; the request demands HTTP/{request.Version}");
+            request.Version = System.Net.HttpVersion.Version11;
+        }
+        var proxy = Proxy;
+        var key = proxy is not null && uri.Scheme == Uri.UriSchemeHttp
+            ? new PoolKey("http", proxy.IdnHost, proxy.Port, proxy.ToString())
+            : new PoolKey(uri.Scheme, uri.IdnHost, uri.Port, proxy?.ToString() ?? "");
+        var trace = ClientTrace.FromRequest(request);
+        var pool = pools.GetOrAdd(key, _ => new HostPool(MaxIdleConnsPerHost, MaxConnsPerHost, IdleConnTimeout));
+        var fresh = false;
+        while (true)
+        {
+            Hooks.Fire(nameof(ClientTrace.GetConn), trace?.GetConn, $"{uri.IdnHost}:{uri.Port}");
+            var (conn, reused) = await GetConnAsync(pool, key, proxy, fresh, trace, cancellationToken).ConfigureAwait(false);
+            conn.Used = true;
+            var writing = true;
+            try
+            {
+                await conn.Client.WriteAsync(request, cancellationToken).ConfigureAwait(false);
+                writing = false;
+                var (response, body) = await conn.Client.ReadCoreAsync(request, cancellationToken).ConfigureAwait(false);
+                body.OnEnded(clean => Release(pool, conn, body, clean, trace));
+                return response;
+            }
+            catch (Exception ex)
+            {
+                pool.Discard(conn);
+                if (!fresh && IsRetryable(ex, writing, reused, request))
+                {
+                    fresh = true;
+                    continue;
+                }
+                throw Wrap(ex);
+            }
+        }
+    }
+
+    /// <summary>An idle connection, one handed over, or a new one; GotConn reports which.</summary>
+    private async Task<(PooledConnection, bool Reused)> GetConnAsync(HostPool pool, PoolKey key, Uri? proxy, bool fresh,
+        ClientTrace? trace, CancellationToken ct)
+    {
+        var lease = await pool.AcquireAsync(fresh, ct).ConfigureAwait(false);
+        var conn = lease.Connection;
+        if (conn is null)
+        {
+            try
+            {
+                conn = await dialer.DialAsync(key, proxy, trace, ct).ConfigureAwait(false);
+            }
+            catch
+            {
+                pool.Discard(null);
+                throw;
+            }
+        }
+        var reused = conn.Used;
+        try
+        {
+            Hooks.Fire(nameof(ClientTrace.GotConn), trace?.GotConn, new GotConnInfo(conn.Stream, reused, lease.WasIdle, lease.IdleTime));
+        }
+        catch
+        {
+            pool.Discard(conn);
+            throw;
+        }
+        return (conn, reused);
+    }
+
+    /// <summary>After a body ended: back to the pool when the exchange ended cleanly, else closed.</summary>
+    private void Release(HostPool pool, PooledConnection conn, BodyReadStream body, bool clean, ClientTrace? trace)
+    {
+        if (!clean && !body.IsFinished)
+        {
+            _ = DrainThenReleaseAsync(pool, conn, body, trace);
+            return;
+        }
+        Exception? why = null;
+        if (disposed) why = new ObjectDisposedException(nameof(Transport), "the transport was disposed");
+        else if (!clean) why = new IOException("the response body failed before its end");
+        else if (!Connection.reusable(conn.Client.State)) why = new IOException("the exchange ended the connection (Connection: close, HTTP/1.0, or an error)");
+        why ??= pool.Put(conn);
+        if (why is not null) pool.Discard(conn);
+        try
+        {
+            Hooks.Fire(nameof(ClientTrace.PutIdleConn), trace?.PutIdleConn, why);
+        }
+        catch
+        {
+            if (why is null) CloseIdleConnections();
+            throw;
+        }
+    }
+
+    private async Task DrainThenReleaseAsync(HostPool pool, PooledConnection conn, BodyReadStream body, ClientTrace? trace)
+    {
+        bool drained;
+        try
+        {
+            using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+            drained = await body.DrainAsync(MaxResponseDrainBytes, limit.Token).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            drained = false;
+        }
+        if (drained)
+        {
+            Release(pool, conn, body, true, trace);
+            return;
+        }
+        pool.Discard(conn);
+        try
+        {
+            trace?.PutIdleConn?.Invoke(new IOException(
+                $"the response body was disposed before its end and more than {MaxResponseDrainBytes} bytes (or one second) were left"));
+        }
+        catch (Exception)
+        {
+            // Nobody is left to receive it: the body was disposed.
+        }
+    }
+
+    private static bool IsRetryable(Exception ex, bool writing, bool reused, HttpRequestMessage request)
+    {
+        // The connection proved dead: the write failed, or the input ended where the response would start.
+        var dead = ex is EndOfStreamException || (writing && ex is IOException);
+        var replayable = request.Content is null or ByteArrayContent or ReadOnlyMemoryContent;
+        return Connection.retryable(reused, !dead, request.Method.Method, request.Headers.Contains("Idempotency-Key"), replayable);
+    }
+
+    private static Exception Wrap(Exception ex) => ex switch
+    {
+        OperationCanceledException or ClientTraceException or ArgumentException or HttpRequestException => ex,
+        IOException or ProtocolException or System.Net.Sockets.SocketException or ObjectDisposedException =>
+            new HttpRequestException($"the request failed: {ex.Message}", ex),
+        _ => ex,
+    };
+
+    /// <summary>Closes every idle connection and refuses new requests; connections in use close when their
+    /// bodies end.</summary>
+    /// <param name="disposing">True from <see cref="IDisposable.Dispose"/>.</param>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && !disposed)
+        {
+            disposed = true;
+            sweeper.Dispose();
+            Sweep(true);
+        }
+        base.Dispose(disposing);
+    }
+}
