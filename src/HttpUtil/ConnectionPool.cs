@@ -123,6 +123,17 @@ internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout)
         }
     }
 
+    /// <summary>Takes <paramref name="c"/> out of the idle list again and closes it (nothing when it is not idle).</summary>
+    public void TakeBack(PooledConnection c)
+    {
+        lock (gate)
+        {
+            if (!idle.Remove(c)) return;
+            total--;
+        }
+        c.Close();
+    }
+
     /// <summary>Closes idle connections past the idle timeout (all of them when <paramref name="all"/>).</summary>
     public void Sweep(bool all)
     {

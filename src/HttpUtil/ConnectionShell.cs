@@ -99,14 +99,30 @@ internal sealed class ConnectionShell
     {
         await Task.Yield();
         var reader = output.Reader;
+        var socket = (Stream as System.Net.Sockets.NetworkStream)?.Socket;
+        var gather = new List<ArraySegment<byte>>();
         try
         {
             while (true)
             {
                 var rr = await reader.ReadAsync().ConfigureAwait(false);
                 var buffer = rr.Buffer;
-                foreach (var segment in buffer) await Stream.WriteAsync(segment).ConfigureAwait(false);
-                if (!buffer.IsEmpty) await Stream.FlushAsync().ConfigureAwait(false);
+                if (socket is not null && !buffer.IsSingleSegment && TryGather(buffer, gather))
+                {
+                    // One gathered send (sendmsg) for the whole batch.
+                    var left = buffer.Length;
+                    while (left > 0)
+                    {
+                        var sent = await socket.SendAsync(gather, System.Net.Sockets.SocketFlags.None).ConfigureAwait(false);
+                        left -= sent;
+                        if (left > 0) TryGather(buffer.Slice(buffer.Length - left), gather);
+                    }
+                }
+                else
+                {
+                    foreach (var segment in buffer) await Stream.WriteAsync(segment).ConfigureAwait(false);
+                    if (!buffer.IsEmpty) await Stream.FlushAsync().ConfigureAwait(false);
+                }
                 reader.AdvanceTo(buffer.End);
                 if (rr.IsCompleted) break;
             }
@@ -116,6 +132,17 @@ internal sealed class ConnectionShell
         {
             await reader.CompleteAsync(ex).ConfigureAwait(false);
         }
+    }
+
+    private static bool TryGather(ReadOnlySequence<byte> buffer, List<ArraySegment<byte>> into)
+    {
+        into.Clear();
+        foreach (var segment in buffer)
+        {
+            if (!System.Runtime.InteropServices.MemoryMarshal.TryGetArray(segment, out var array)) return false;
+            into.Add(array);
+        }
+        return true;
     }
 
     /// <summary>Stops writing: what was written is sent (waiting up to <paramref name="wait"/>), then the

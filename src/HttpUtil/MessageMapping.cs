@@ -12,8 +12,8 @@ namespace HttpUtil;
 /// <summary>Maps between System.Net.Http messages and the core's heads, and writes messages.</summary>
 internal static class MessageMapping
 {
-    private const int CopyChunk = 16 * 1024;
-    private const int FlushThreshold = 64 * 1024;
+    private const int CopyChunk = 64 * 1024;
+    private const int FlushThreshold = 128 * 1024;
 
     public static HttpVersion ToCore(Version v) => v.Major == 1 && v.Minor == 0 ? HttpVersion.Http10 : HttpVersion.Http11;
 

@@ -183,9 +183,9 @@ public sealed class Transport : HttpMessageHandler
         {
             Hooks.Fire(nameof(ClientTrace.PutIdleConn), trace?.PutIdleConn, why);
         }
-        catch
+        catch (ClientTraceException) when (why is null)
         {
-            if (why is null) CloseIdleConnections();
+            pool.TakeBack(conn); // a hook that throws leaves its connection closed (unless a waiter has it already)
             throw;
         }
     }
