@@ -18,4 +18,21 @@ if (args.Length == 2 && args[0] == "--loop")
     return;
 }
 
+if (args.Length == 3 && args[0] == "--loop-post")
+{
+    // For profilers: POST 64 KiB through Transport ("ours") or SocketsHttpHandler ("sockets") for N seconds.
+    var t = new TransportBenchmarks();
+    await t.Setup();
+    var until = DateTime.UtcNow.AddSeconds(double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture));
+    var batches = 0;
+    while (DateTime.UtcNow < until)
+    {
+        await (args[1] == "ours" ? t.Post64KibTransport() : t.Post64KibSocketsHttpHandler());
+        batches++;
+    }
+    await t.Cleanup();
+    Console.WriteLine($"{batches * 16} requests");
+    return;
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(WireFormatBenchmarks).Assembly).Run(args);

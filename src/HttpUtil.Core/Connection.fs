@@ -112,8 +112,10 @@ type ConnState =
         ResponseTurn: int
         /// True while the response phase of `ResponseTurn` runs (or a `100 Continue` is written).
         ResponseRunning: bool
-        /// Operations asked for but not yet granted: (phase, slot) to "ends the connection".
-        Queued: Map<Phase * int, bool>
+        /// Request-phase operations asked for but not yet granted: slot to "ends the connection".
+        RequestQueue: Map<int, bool>
+        /// Response-phase operations asked for but not yet granted: slot to "ends the connection".
+        ResponseQueue: Map<int, bool>
         /// Slots whose response phase will never run (their request phase failed).
         Skipped: Set<int>
         /// Slots whose request phase succeeded and whose response phase was not asked for yet.
@@ -149,7 +151,8 @@ module Connection =
             RequestRunning = false
             ResponseTurn = 0
             ResponseRunning = false
-            Queued = Map.empty
+            RequestQueue = Map.empty
+            ResponseQueue = Map.empty
             Skipped = Set.empty
             Outstanding = Set.empty
             AwaitingContinue = Set.empty
@@ -214,60 +217,72 @@ module Connection =
 
     let private stopped s = s.Closed || s.Hijacked
 
-    let private firstError (errors: ConnError voption list) =
-        errors |> List.tryPick (fun e -> if e.IsSome then Some e.Value else None)
+    let private proceedEnding = Proceed true
+    let private proceedPlain = Proceed false
 
-    /// The verdict for the operation of `slot` in `phase`, and the state once it has its turn.
-    let private decide (s: ConnState) (phase: Phase) (slot: int) (closes: bool) =
-        let afterClose =
-            if phase = ResponsePhase && not (isClient s) then
-                ClosedByUser
-            else
-                UseAfterClose
+    let private proceed ends =
+        if ends then proceedEnding else proceedPlain
 
-        // Go checks the sides in this order: a client write looks at the read side first, a
-        // server read at the write side first; reads of the client and writes of the server
-        // look at one side only.
-        let sticky =
-            match s.Role, phase with
-            | ClientRole, RequestPhase -> firstError [ s.ReadError; s.WriteError ]
-            | ClientRole, ResponsePhase -> firstError [ s.ReadError ]
-            | ServerRole, RequestPhase -> firstError [ s.WriteError; s.ReadError ]
-            | ServerRole, ResponsePhase -> firstError [ s.WriteError ]
+    /// The sticky error an operation meets. Go checks the sides in this order: a client write
+    /// looks at the read side first, a server read at the write side first; reads of the client
+    /// and writes of the server look at one side only.
+    let private stickyError (s: ConnState) (phase: Phase) =
+        match s.Role, phase with
+        | ClientRole, RequestPhase -> if s.ReadError.IsSome then s.ReadError else s.WriteError
+        | ClientRole, ResponsePhase -> s.ReadError
+        | ServerRole, RequestPhase -> if s.WriteError.IsSome then s.WriteError else s.ReadError
+        | ServerRole, ResponsePhase -> s.WriteError
 
-        match sticky with
-        | Some e -> s, Refuse e
-        | None when stopped s -> s, Refuse afterClose
-        | None ->
+    let private isLastSlot (s: ConnState) slot =
+        match s.LastSlot with
+        | ValueSome last -> last = slot
+        | ValueNone -> false
+
+    /// The queued operation of `slot` in `phase` ends without running.
+    let private over (s: ConnState) (phase: Phase) (slot: int) =
+        match phase with
+        | RequestPhase ->
+            { s with
+                RequestTurn = s.RequestTurn + 1
+                Skipped = s.Skipped.Add slot
+            }
+        | ResponsePhase ->
+            { s with
+                ResponseTurn = s.ResponseTurn + 1
+            }
+
+    /// Grants the queued operation of `slot` in `phase` (its turn has come): the verdict, and the
+    /// state with the operation running (Proceed) or over (Refuse; a refused request phase also
+    /// skips its response phase).
+    let private grant (s: ConnState) (phase: Phase) (slot: int) (closes: bool) =
+        match stickyError s phase with
+        | ValueSome e -> struct (over s phase slot, Refuse e)
+        | ValueNone when stopped s ->
+            let afterClose =
+                if phase = ResponsePhase && s.Role = ServerRole then
+                    ClosedByUser
+                else
+                    UseAfterClose
+
+            struct (over s phase slot, Refuse afterClose)
+        | ValueNone ->
             match s.Role, phase with
             | ClientRole, RequestPhase ->
-                let s =
-                    if closes then
-                        { s with
-                            WriteError = ValueSome PersistEof
-                        }
-                    else
-                        s
-
-                s, Proceed closes
+                struct ({ s with
+                            RequestRunning = true
+                            WriteError = (if closes then ValueSome PersistEof else s.WriteError)
+                        },
+                        proceed closes)
             | ServerRole, ResponsePhase ->
-                let ends = closes || s.LastSlot = ValueSome slot || s.AwaitingContinue.Contains slot
+                let ends = closes || isLastSlot s slot || s.AwaitingContinue.Contains slot
 
-                let s =
-                    if ends then
-                        { s with
-                            ReadError = ValueSome PersistEof
-                        }
-                    else
-                        s
-
-                s, Proceed ends
-            | _ -> s, Proceed false
-
-    let private setRunning phase value s =
-        match phase with
-        | RequestPhase -> { s with RequestRunning = value }
-        | ResponsePhase -> { s with ResponseRunning = value }
+                struct ({ s with
+                            ResponseRunning = true
+                            ReadError = (if ends then ValueSome PersistEof else s.ReadError)
+                        },
+                        proceed ends)
+            | _, RequestPhase -> struct ({ s with RequestRunning = true }, proceedPlain)
+            | _, ResponsePhase -> struct ({ s with ResponseRunning = true }, proceedPlain)
 
     let private turn phase s =
         match phase with
@@ -296,65 +311,102 @@ module Connection =
     /// A request phase that ends without a message: its response phase will never run.
     let private skipResponse slot s = { s with Skipped = s.Skipped.Add slot }
 
+    let private queued phase slot (s: ConnState) =
+        match phase with
+        | RequestPhase -> s.RequestQueue.TryFind slot
+        | ResponsePhase -> s.ResponseQueue.TryFind slot
+
     /// Grants every operation whose turn has come, in order, until nothing changes.
     let rec private pump (s: ConnState) (acc: ConnAction list) =
-        if not s.ResponseRunning && s.Skipped.Contains s.ResponseTurn then
+        if
+            not s.ResponseRunning
+            && not s.Skipped.IsEmpty
+            && s.Skipped.Contains s.ResponseTurn
+        then
             pump
-                { finish ResponsePhase s with
+                { s with
+                    ResponseTurn = s.ResponseTurn + 1
                     Skipped = s.Skipped.Remove s.ResponseTurn
                 }
                 acc
         else
-            let next =
-                [ RequestPhase; ResponsePhase ]
-                |> List.tryFind (fun p -> not (running p s) && s.Queued.ContainsKey(p, turn p s))
+            let phase, slot, closes =
+                match
+                    (if s.RequestRunning || s.RequestQueue.IsEmpty then
+                         None
+                     else
+                         queued RequestPhase s.RequestTurn s)
+                with
+                | Some closes -> RequestPhase, s.RequestTurn, Some closes
+                | None ->
+                    if s.ResponseRunning || s.ResponseQueue.IsEmpty then
+                        ResponsePhase, 0, None
+                    else
+                        ResponsePhase, s.ResponseTurn, queued ResponsePhase s.ResponseTurn s
 
-            match next with
+            match closes with
             | None -> s, List.rev acc
-            | Some phase ->
-                let slot = turn phase s
-                let closes = s.Queued[(phase, slot)]
-
+            | Some closes ->
                 let s =
-                    { s with
-                        Queued = s.Queued.Remove((phase, slot))
-                    }
+                    match phase with
+                    | RequestPhase ->
+                        { s with
+                            RequestQueue = s.RequestQueue.Remove slot
+                        }
+                    | ResponsePhase ->
+                        { s with
+                            ResponseQueue = s.ResponseQueue.Remove slot
+                        }
 
-                match decide s phase slot closes with
-                | s, (Proceed _ as v) -> pump (setRunning phase true s) (Grant(phase, slot, v) :: acc)
-                | s, (Refuse _ as v) ->
-                    let s = finish phase s
-                    let s = if phase = RequestPhase then skipResponse slot s else s
-                    pump s (Grant(phase, slot, v) :: acc)
+                let struct (s, verdict) = grant s phase slot closes
+                pump s (Grant(phase, slot, verdict) :: acc)
 
     let private invalid reason = Result.Error(InvalidEvent reason)
 
     let private queue phase slot closes s =
-        { s with
-            Queued = s.Queued.Add((phase, slot), closes)
-        }
+        match phase with
+        | RequestPhase ->
+            { s with
+                RequestQueue = s.RequestQueue.Add(slot, closes)
+            }
+        | ResponsePhase ->
+            { s with
+                ResponseQueue = s.ResponseQueue.Add(slot, closes)
+            }
 
     /// Checks that `slot`'s operation in `phase` is the one running.
     let private isRunning phase slot s = running phase s && turn phase s = slot
 
+    /// Queues an operation, or grants it at once when its turn has come and its phase is free
+    /// (the usual case, without touching the queues).
+    let private arrive phase slot closes (s: ConnState) (acc: ConnAction list) =
+        if not (running phase s) && turn phase s = slot then
+            let struct (s, verdict) = grant s phase slot closes
+            pump s (Grant(phase, slot, verdict) :: acc)
+        else
+            pump (queue phase slot closes s) acc
+
     let private startExchange closes (s: ConnState) =
         let slot = s.NextSlot
 
-        let s = { s with NextSlot = slot + 1 } |> queue RequestPhase slot closes
+        let s, actions =
+            arrive RequestPhase slot closes { s with NextSlot = slot + 1 } [ Assigned slot ]
 
-        let s, actions = pump s []
-        Ok(s, Assigned slot :: actions)
+        Ok(s, actions)
 
     let private startAnswer (forSlot: int voption) closes (s: ConnState) =
         match forSlot with
         | ValueSome slot when s.Outstanding.Contains slot ->
-            let s =
-                { s with
-                    Outstanding = s.Outstanding.Remove slot
-                }
-                |> queue ResponsePhase slot closes
-
-            Ok(pump s [])
+            Ok(
+                arrive
+                    ResponsePhase
+                    slot
+                    closes
+                    { s with
+                        Outstanding = s.Outstanding.Remove slot
+                    }
+                    []
+            )
         | _ -> Result.Error PipelineMismatch
 
     let private readEnded slot s =
@@ -377,18 +429,24 @@ module Connection =
                 invalid (sprintf "Wrote %d while that write is not running" slot)
             else
                 let s =
-                    { finish phase s with
-                        WriteCount = s.WriteCount + 1
-                    }
-
-                let s =
-                    if isClient s then
+                    match phase with
+                    | RequestPhase ->
                         { s with
+                            RequestTurn = s.RequestTurn + 1
+                            RequestRunning = false
+                            WriteCount = s.WriteCount + 1
                             Outstanding = s.Outstanding.Add slot
                         }
-                    else
+                    | ResponsePhase ->
                         { s with
-                            AwaitingContinue = s.AwaitingContinue.Remove slot
+                            ResponseTurn = s.ResponseTurn + 1
+                            ResponseRunning = false
+                            WriteCount = s.WriteCount + 1
+                            AwaitingContinue =
+                                (if s.AwaitingContinue.IsEmpty then
+                                     s.AwaitingContinue
+                                 else
+                                     s.AwaitingContinue.Remove slot)
                         }
 
                 Ok(pump s [])
@@ -397,17 +455,21 @@ module Connection =
             | _, false -> invalid (sprintf "HeadRead %d while that read is not running" slot)
             | phase, true ->
                 let s =
-                    { finish phase s with
-                        ReadCount = s.ReadCount + 1
-                    }
-
-                let s =
-                    if closes then
+                    match phase with
+                    | RequestPhase ->
                         { s with
-                            ReadError = ValueSome PersistEof
+                            RequestTurn = s.RequestTurn + 1
+                            RequestRunning = false
+                            ReadCount = s.ReadCount + 1
+                            ReadError = (if closes then ValueSome PersistEof else s.ReadError)
                         }
-                    else
-                        s
+                    | ResponsePhase ->
+                        { s with
+                            ResponseTurn = s.ResponseTurn + 1
+                            ResponseRunning = false
+                            ReadCount = s.ReadCount + 1
+                            ReadError = (if closes then ValueSome PersistEof else s.ReadError)
+                        }
 
                 let s =
                     if isClient s then
@@ -533,7 +595,8 @@ module Connection =
         pending s = 0
         && not s.RequestRunning
         && not s.ResponseRunning
-        && s.Queued.IsEmpty
+        && s.RequestQueue.IsEmpty
+        && s.ResponseQueue.IsEmpty
         && s.ReadError.IsNone
         && s.WriteError.IsNone
         && not (stopped s)
