@@ -12,8 +12,7 @@ namespace HttpUtil;
 /// <summary>Maps between System.Net.Http messages and the core's heads, and writes messages.</summary>
 internal static class MessageMapping
 {
-    private const int CopyChunk = 64 * 1024;
-    private const int FlushThreshold = 128 * 1024;
+    internal const int FlushThreshold = 128 * 1024;
 
     public static HttpVersion ToCore(Version v) => v.Major == 1 && v.Minor == 0 ? HttpVersion.Http10 : HttpVersion.Http11;
 
@@ -173,46 +172,11 @@ internal static class MessageMapping
         CancellationToken ct)
     {
         if (content is null || plan.IsNoBody || (plan is Framing.BodyLength.ContentLength { Item: 0 })) return;
-        var inMemory = content is ByteArrayContent or ReadOnlyMemoryContent;
-        var source = await content.ReadAsStreamAsync(ct).ConfigureAwait(false);
-        async ValueTask BeforeReadAsync()
-        {
-            if (!inMemory || writer.UnflushedBytes >= FlushThreshold) await FlushAsync(writer, ct).ConfigureAwait(false);
-        }
-        if (plan is Framing.BodyLength.ContentLength cl)
-        {
-            var left = cl.Item;
-            while (left > 0)
-            {
-                await BeforeReadAsync().ConfigureAwait(false);
-                var mem = writer.GetMemory((int)Math.Min(left, CopyChunk));
-                var n = await source.ReadAsync(mem[..(int)Math.Min(left, mem.Length)], ct).ConfigureAwait(false);
-                if (n == 0) throw new IOException($"the body ended after {cl.Item - left} of its {cl.Item} bytes (Content-Length)");
-                writer.Advance(n);
-                left -= n;
-            }
-            await BeforeReadAsync().ConfigureAwait(false);
-            var probe = new byte[1];
-            if (await source.ReadAsync(probe, ct).ConfigureAwait(false) != 0)
-                throw new IOException($"the body is longer than its Content-Length of {cl.Item} bytes");
-            return;
-        }
-        var buffer = ArrayPool<byte>.Shared.Rent(CopyChunk);
-        try
-        {
-            while (true)
-            {
-                await BeforeReadAsync().ConfigureAwait(false);
-                var n = await source.ReadAsync(buffer.AsMemory(), ct).ConfigureAwait(false);
-                if (n == 0) break;
-                if (plan.IsChunked) Chunked.writeChunk(writer, buffer.AsSpan(0, n));
-                else writer.Write(buffer.AsSpan(0, n));
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
+        // CopyToAsync serializes the content afresh each time (so a retried request sends it again) and
+        // hands its bytes over as it produces them.
+        var body = new BodyWriteStream(writer, plan, content is ByteArrayContent or ReadOnlyMemoryContent);
+        await content.CopyToAsync(body, ct).ConfigureAwait(false);
+        body.Finish();
         if (plan.IsChunked)
         {
             var last = Chunked.lastChunk(trailers?.Invoke() ?? Headers.Empty);

@@ -815,3 +815,37 @@ let ``trace composition in the core keeps first places and drops repeats`` () =
     Assert.That(Trace.compose [ b ] [ a ], Is.EqualTo(box [ b; a ]))
     Assert.That(Trace.compose [ a ] [ a ], Is.EqualTo(box [ a ]))
     Assert.That(Trace.compose [ a; b ] [ b; c; a ], Is.EqualTo(box [ a; b; c ]))
+
+[<Test>]
+let ``a retried PUT sends its in-memory body again`` () =
+    task {
+        let bodies = ConcurrentQueue<string>()
+
+        use server =
+            new ScriptedServer(fun i s ->
+                task {
+                    let! _ = readHead s
+                    let! b = readExactly s 4
+                    bodies.Enqueue b
+                    do! writeText s (sprintf "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nc%d" i)
+                    let! _ = readHead s
+
+                    if i > 0 then
+                        let! _ = readHead s
+                        ()
+                })
+
+        use client = new HttpClient(new Transport())
+
+        let put () =
+            new HttpRequestMessage(HttpMethod.Put, server.Uri "/r", Content = new ByteArrayContent("data"B))
+
+        use! r1 = client.SendAsync(put ())
+        let! _ = bodyOf r1
+        let req = put ()
+        use! r2 = client.SendAsync req
+        let! b2 = bodyOf r2
+        Assert.That(b2, Is.EqualTo "c1")
+        Assert.That(List.ofSeq bodies, Is.EqualTo(box [ "data"; "data" ]), "the second connection got the whole body")
+    }
+    |> sync
