@@ -54,8 +54,21 @@ internal sealed class BodyWriteStream(PipeWriter writer, Framing.BodyLength plan
         if (plan is Framing.BodyLength.ContentLength cl && written + data.Length > cl.Item)
             throw new IOException($"the body is longer than its Content-Length of {cl.Item} bytes");
         written += data.Length;
-        if (plan.IsChunked) Chunked.writeChunk(writer, data);
-        else writer.Write(data);
+        if (plan.IsChunked)
+        {
+            Chunked.writeChunk(writer, data);
+            return;
+        }
+        // Ask for room for the whole piece (up to 64 KiB at a time), so a large write lands in one
+        // pipe segment instead of many small ones.
+        while (!data.IsEmpty)
+        {
+            var span = writer.GetSpan(Math.Min(data.Length, 64 * 1024));
+            var n = Math.Min(span.Length, data.Length);
+            data[..n].CopyTo(span);
+            writer.Advance(n);
+            data = data[n..];
+        }
     }
 
     /// <summary>Checks that a Content-Length body was sent whole.</summary>
