@@ -3,12 +3,7 @@ using System.Net.Http;
 using System.Net.Sockets;
 using BenchmarkDotNet.Attributes;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace HttpUtil.Benchmarks;
 
@@ -48,17 +43,11 @@ public class ConnectionBenchmarks
         client = new ClientConn(tcp.GetStream());
         serving = ServeAsync(new ServerConn(accepted.GetStream()));
 
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
-        kestrel = builder.Build();
-        kestrel.Run(async ctx =>
+        (kestrel, var address) = await BenchKestrel.StartAsync(async ctx =>
         {
             ctx.Response.ContentLength = Body.Length;
             await ctx.Response.Body.WriteAsync(Body);
         });
-        await kestrel.StartAsync();
-        var address = kestrel.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         kestrelUri = new Uri(address + "/bench");
         httpClient = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1, UseProxy = false });
         var ktcp = new TcpClient { NoDelay = true };

@@ -2,12 +2,7 @@ using System.Net;
 using System.Net.Http;
 using BenchmarkDotNet.Attributes;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace HttpUtil.Benchmarks;
 
@@ -35,11 +30,7 @@ public class TransportBenchmarks
     [GlobalSetup]
     public async Task Setup()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
-        kestrel = builder.Build();
-        kestrel.Run(async ctx =>
+        (kestrel, var address) = await BenchKestrel.StartAsync(async ctx =>
         {
             if (ctx.Request.Method == "POST")
             {
@@ -54,8 +45,6 @@ public class TransportBenchmarks
             ctx.Response.ContentLength = Kib.Length;
             await ctx.Response.Body.WriteAsync(Kib);
         });
-        await kestrel.StartAsync();
-        var address = kestrel.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         getUri = new Uri(address + "/get");
         postUri = new Uri(address + "/post");
         sockets = new HttpClient(new SocketsHttpHandler { UseProxy = false });
