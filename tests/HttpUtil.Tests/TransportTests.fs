@@ -849,3 +849,69 @@ let ``a retried PUT sends its in-memory body again`` () =
         Assert.That(List.ofSeq bodies, Is.EqualTo(box [ "data"; "data" ]), "the second connection got the whole body")
     }
     |> sync
+
+[<Test>]
+let ``100-continue unanswered: the body goes after ExpectContinueTimeout`` () =
+    task {
+        use server =
+            new ScriptedServer(fun _ s ->
+                task {
+                    let! _ = readHead s
+                    let! body = readExactly s 5 // no 100 Continue: the client must send anyway
+                    do! writeText s (sprintf "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n%s" body)
+                    let! _ = readHead s
+                    ()
+                })
+
+        use client =
+            new HttpClient(new Transport(ExpectContinueTimeout = TimeSpan.FromMilliseconds 200.0))
+
+        let events, trace = recorder ""
+        use! r = client.SendAsync(post (server.Uri "/up") "hello" trace)
+        let! b = bodyOf r
+        Assert.That(b, Is.EqualTo "hello")
+
+        let lines =
+            take events |> List.filter (fun s -> not (s.StartsWith "WroteHeaderField"))
+
+        Assert.That(
+            lines |> List.skip 4 |> List.take 3,
+            Is.EqualTo(box [ "WroteHeaders"; "Wait100Continue"; "WroteRequest ok" ])
+        )
+
+        Assert.That(lines, Does.Not.Contain "Got100Continue")
+    }
+    |> sync
+
+[<Test>]
+let ``cancellation: waiting for a response, and waiting for a connection at MaxConnsPerHost`` () =
+    task {
+        use server =
+            new ScriptedServer(fun _ s ->
+                task {
+                    let! _ = readHead s
+                    do! Task.Delay 5000 // never answers in time
+                })
+
+        use client = new HttpClient(new Transport(MaxConnsPerHost = 1))
+        use cts = new CancellationTokenSource(200)
+        let first = client.GetAsync(server.Uri "/hang", cts.Token)
+        use cts2 = new CancellationTokenSource(300)
+        // Queued behind the first request (one connection allowed), then cancelled while queued.
+        let second = client.GetAsync(server.Uri "/queued", cts2.Token)
+        Assert.CatchAsync<OperationCanceledException>(fun () -> first :> Task) |> ignore
+
+        Assert.CatchAsync<OperationCanceledException>(fun () -> second :> Task)
+        |> ignore
+        // The cancelled exchange's connection was discarded; its place is free again.
+        use k = Kestrel.Plain hello
+        use! r = client.GetAsync(k.Uri "/after")
+        let! b = bodyOf r
+        Assert.That(b, Is.EqualTo "hello /after")
+        use cts3 = new CancellationTokenSource(200)
+
+        Assert.CatchAsync<OperationCanceledException>(fun () ->
+            client.GetAsync(server.Uri "/hang2", cts3.Token) :> Task)
+        |> ignore
+    }
+    |> sync
