@@ -61,7 +61,25 @@ public static class Program
         var demo = new Command("demo", "Pipeline three requests from a ClientConn to a ServerConn on an embedded 127.0.0.1 upstream and print both sides of the wire.");
         demo.SetAction((_, ct) => Demo.RunAsync(Console.Out, ct));
 
-        var root = new RootCommand("httputil: Go's net/http/httputil and httptrace for .NET") { parse, demo };
+        var url = new Argument<string>("url") { Description = "An absolute http or https URL." };
+        var traceMethod = new Option<string>("--method", "-X") { Description = "The request method.", DefaultValueFactory = _ => "GET" };
+        var insecure = new Option<bool>("--insecure", "-k") { Description = "Accept any server certificate." };
+        var trace = new Command("trace", "Send one request through Transport and print a timing waterfall of every ClientTrace hook.")
+        {
+            url, traceMethod, insecure,
+        };
+        trace.SetAction((result, ct) =>
+        {
+            var text = result.GetValue(url) ?? "";
+            if (!Uri.TryCreate(text, UriKind.Absolute, out var target) || (target.Scheme != Uri.UriSchemeHttp && target.Scheme != Uri.UriSchemeHttps))
+            {
+                Console.Error.WriteLine($"httputil: '{text}' is not an absolute http or https URL");
+                return Task.FromResult(2);
+            }
+            return TraceCommand.RunAsync(Console.Out, target, result.GetValue(traceMethod), result.GetValue(insecure), ct);
+        });
+
+        var root = new RootCommand("httputil: Go's net/http/httputil and httptrace for .NET") { parse, demo, trace };
         return root.Parse(args).Invoke();
     }
 

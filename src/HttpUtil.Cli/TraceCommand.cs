@@ -1,0 +1,99 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace HttpUtil.Cli;
+
+/// <summary>
+/// <c>httputil trace URL</c>: sends one request through <see cref="Transport"/> with every
+/// <see cref="ClientTrace"/> hook set and prints a timing waterfall (each hook's time since the start,
+/// with a bar), then the status line.
+/// </summary>
+public static class TraceCommand
+{
+    /// <summary>Runs the trace; returns 0 when a response came back, 1 when the request failed.</summary>
+    /// <param name="output">Where the waterfall goes.</param>
+    /// <param name="url">An absolute http or https URL.</param>
+    /// <param name="method">The method (GET when null).</param>
+    /// <param name="insecure">Accept any server certificate.</param>
+    /// <param name="ct">Cancels the request.</param>
+    public static async Task<int> RunAsync(TextWriter output, Uri url, string? method, bool insecure, CancellationToken ct)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var lines = new List<(double Ms, string What)>();
+        var gate = new object();
+        void Mark(string what)
+        {
+            lock (gate) lines.Add((Stopwatch.GetElapsedTime(start).TotalMilliseconds, what));
+        }
+
+        var trace = new ClientTrace
+        {
+            GetConn = hostPort => Mark($"GetConn {hostPort}"),
+            DnsStart = info => Mark($"DNSStart {info.Host}"),
+            DnsDone = info => Mark(info.Error is null
+                ? $"DNSDone {string.Join(", ", info.Addresses)}{(info.Coalesced ? " (coalesced)" : "")}"
+                : $"DNSDone error: {info.Error.Message}"),
+            ConnectStart = (network, address) => Mark($"ConnectStart {network} {address}"),
+            ConnectDone = (network, address, error) => Mark(error is null ? $"ConnectDone {address}" : $"ConnectDone {address} error: {error.Message}"),
+            TlsHandshakeStart = () => Mark("TLSHandshakeStart"),
+            TlsHandshakeDone = (state, error) => Mark(error is null
+                ? $"TLSHandshakeDone {state?.Protocol} {state?.CipherSuite} ALPN={state?.ApplicationProtocol}"
+                : $"TLSHandshakeDone error: {error.Message}"),
+            GotConn = info => Mark($"GotConn reused={info.Reused} wasIdle={info.WasIdle}"),
+            WroteHeaderField = (name, values) => Mark($"WroteHeaderField {name}: {string.Join(", ", values)}"),
+            WroteHeaders = () => Mark("WroteHeaders"),
+            Wait100Continue = () => Mark("Wait100Continue"),
+            Got100Continue = () => Mark("Got100Continue"),
+            WroteRequest = info => Mark(info.Error is null ? "WroteRequest" : $"WroteRequest error: {info.Error.Message}"),
+            GotFirstResponseByte = () => Mark("GotFirstResponseByte"),
+            Got1xxResponse = (code, _) =>
+            {
+                Mark($"Got1xxResponse {code}");
+                return null;
+            },
+            PutIdleConn = error => Mark(error is null ? "PutIdleConn" : $"PutIdleConn not reused: {error.Message}"),
+        };
+
+        using var transport = new Transport
+        {
+            ServerCertificateValidation = insecure ? (_, _, _, _) => true : null,
+        };
+        using var invoker = new HttpMessageInvoker(transport);
+        var request = new HttpRequestMessage(new HttpMethod(method ?? "GET"), url).WithClientTrace(trace);
+        string status;
+        long bodyBytes = 0;
+        var code = 0;
+        try
+        {
+            using var response = await invoker.SendAsync(request, ct);
+            await using var body = await response.Content.ReadAsStreamAsync(ct);
+            var buffer = new byte[16 * 1024];
+            int n;
+            while ((n = await body.ReadAsync(buffer, ct)) > 0) bodyBytes += n;
+            Mark($"body read ({bodyBytes} bytes)");
+            status = $"HTTP/{response.Version} {(int)response.StatusCode} {response.ReasonPhrase}";
+        }
+        catch (Exception e) when (e is HttpRequestException or ClientTraceException or IOException)
+        {
+            status = $"failed: {e.Message}";
+            code = 1;
+        }
+
+        Print(output, lines);
+        output.WriteLine();
+        output.WriteLine(status);
+        return code;
+    }
+
+    private static void Print(TextWriter output, List<(double Ms, string What)> lines)
+    {
+        var total = lines.Count == 0 ? 1 : Math.Max(lines[^1].Ms, 0.001);
+        const int width = 30;
+        foreach (var (ms, what) in lines)
+        {
+            var at = (int)Math.Round(ms / total * width);
+            var bar = new StringBuilder().Append(' ', Math.Min(at, width)).Append('|').ToString().PadRight(width + 1);
+            output.WriteLine($"{ms,9:F2} ms {bar} {what}");
+        }
+    }
+}
