@@ -126,7 +126,11 @@ let makeCertificate () =
 /// A Kestrel server on 127.0.0.1 with a port chosen by the OS, serving `handler` (over TLS with
 /// `certificate`, HTTP/1.1 only, when one is given).
 type Kestrel
-    (handler: HttpContext -> Task, certificate: System.Security.Cryptography.X509Certificates.X509Certificate2 option) =
+    (
+        handler: HttpContext -> Task,
+        certificate: System.Security.Cryptography.X509Certificates.X509Certificate2 option,
+        requireClientCertificate: bool
+    ) =
     let app =
         let builder = WebApplication.CreateSlimBuilder()
         builder.Logging.ClearProviders() |> ignore
@@ -139,7 +143,16 @@ type Kestrel
                     lo.Protocols <- Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http1
 
                     match certificate with
-                    | Some c -> lo.UseHttps(c) |> ignore
+                    | Some c ->
+                        lo.UseHttps(fun (o: Microsoft.AspNetCore.Server.Kestrel.Https.HttpsConnectionAdapterOptions) ->
+                            o.ServerCertificate <- c
+
+                            if requireClientCertificate then
+                                o.ClientCertificateMode <-
+                                    Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.RequireCertificate
+
+                                o.ClientCertificateValidation <- fun _ _ _ -> true)
+                        |> ignore
                     | None -> ()
             ))
         |> ignore
@@ -157,7 +170,11 @@ type Kestrel
         Uri(Seq.head addresses).Port
 
     /// A plain-http server.
-    static member Plain(handler: HttpContext -> Task) = new Kestrel(handler, None)
+    static member Plain(handler: HttpContext -> Task) = new Kestrel(handler, None, false)
+
+    /// An https server with `certificate`; with `requireClientCertificate` it demands one from clients.
+    static member Tls(handler: HttpContext -> Task, certificate, requireClientCertificate) =
+        new Kestrel(handler, Some certificate, requireClientCertificate)
 
     member _.Port = port
 

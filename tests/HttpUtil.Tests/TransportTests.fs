@@ -199,7 +199,7 @@ let ``two concurrent requests to localhost share one DNS lookup`` () =
 let ``TLS: handshake hooks with ALPN http/1.1 and the server certificate`` () =
     task {
         use cert = makeCertificate ()
-        use k = new Kestrel(hello, Some cert)
+        use k = Kestrel.Tls(hello, cert, false)
         let mutable seenCert: Security.Cryptography.X509Certificates.X509Certificate = null
         let mutable protocol = Security.Authentication.SslProtocols.None
 
@@ -752,7 +752,7 @@ let ``forward proxy: http in absolute form, https through a CONNECT tunnel`` () 
 
         // A CONNECT proxy made of ServerConn and Hijack, tunnelling to an https Kestrel.
         use cert = makeCertificate ()
-        use secure = new Kestrel(hello, Some cert)
+        use secure = Kestrel.Tls(hello, cert, false)
         let targets = ConcurrentQueue<string>()
 
         use proxy =
@@ -912,6 +912,41 @@ let ``cancellation: waiting for a response, and waiting for a connection at MaxC
 
         Assert.CatchAsync<OperationCanceledException>(fun () ->
             client.GetAsync(server.Uri "/hang2", cts3.Token) :> Task)
+        |> ignore
+    }
+    |> sync
+
+[<Test>]
+let ``TLS client certificates are offered to a server that requires one`` () =
+    task {
+        use cert = makeCertificate ()
+        use clientCert = makeCertificate ()
+
+        let handler (ctx: HttpContext) : Task =
+            let c = ctx.Connection.ClientCertificate
+            ctx.Response.WriteAsync(if isNull c then "none" else c.GetCertHashString())
+
+        use k = Kestrel.Tls(handler, cert, true)
+
+        let certs =
+            Security.Cryptography.X509Certificates.X509CertificateCollection(
+                [| clientCert :> Security.Cryptography.X509Certificates.X509Certificate |]
+            )
+
+        use client =
+            new HttpClient(
+                new Transport(ServerCertificateValidation = (fun _ _ _ _ -> true), ClientCertificates = certs)
+            )
+
+        use! r = client.GetAsync(k.Uri "/who")
+        let! b = bodyOf r
+        Assert.That(b, Is.EqualTo(clientCert.GetCertHashString()))
+
+        // Without a certificate the handshake (or the first read) fails with HttpRequestException.
+        use bare =
+            new HttpClient(new Transport(ServerCertificateValidation = (fun _ _ _ _ -> true)))
+
+        Assert.CatchAsync<HttpRequestException>(fun () -> bare.GetAsync(k.Uri "/who") :> Task)
         |> ignore
     }
     |> sync
