@@ -171,25 +171,32 @@ module Connection =
         | ClientRole -> s.WriteCount - s.ReadCount
         | ServerRole -> s.ReadCount - s.WriteCount
 
+    /// The version rule for ending a connection (RFC 9112 section 9.3): HTTP/1.1 ends it with
+    /// `Connection: close`, HTTP/1.0 unless `Connection: keep-alive`.
+    let private closesByVersion (version: HttpVersion) (headers: Headers) =
+        match version with
+        | Http11 -> Headers.hasConnectionToken "close" headers
+        | Http10 -> not (Headers.hasConnectionToken "keep-alive" headers)
+
     /// True when the request of this head ends the connection: `Connection: close`, or HTTP/1.0
     /// without `Connection: keep-alive` (RFC 9112 section 9.3).
     let requestCloses (head: RequestHead) =
-        match head.Version with
-        | Http11 -> Headers.hasConnectionToken "close" head.Headers
-        | Http10 -> not (Headers.hasConnectionToken "keep-alive" head.Headers)
+        closesByVersion head.Version head.Headers
 
-    /// True when a response ends the connection: as for requests, or when its body runs until the
-    /// connection closes.
-    let responseCloses (requestMethod: string) (head: ResponseHead) =
-        let byVersion =
-            match head.Version with
-            | Http11 -> Headers.hasConnectionToken "close" head.Headers
-            | Http10 -> not (Headers.hasConnectionToken "keep-alive" head.Headers)
-
-        byVersion
-        || (match Framing.responseBody requestMethod head with
-            | Ok Framing.UntilClose -> true
+    /// True when a response whose body is framed as `body` ends the connection: as for requests, or
+    /// when its body runs until the connection closes. For callers that have the framing already.
+    let responseClosesWith (head: ResponseHead) (body: Framing.BodyLength) =
+        closesByVersion head.Version head.Headers
+        || (match body with
+            | Framing.UntilClose -> true
             | _ -> false)
+
+    /// True when a response to `requestMethod` ends the connection (`responseClosesWith` with the
+    /// framing worked out here; a response whose framing is invalid is judged by its version alone).
+    let responseCloses (requestMethod: string) (head: ResponseHead) =
+        match Framing.responseBody requestMethod head with
+        | Ok body -> responseClosesWith head body
+        | Error _ -> closesByVersion head.Version head.Headers
 
     /// True for an interim response a client reads past on its way to the final one: 1xx except
     /// 101 Switching Protocols, which is final (RFC 9110 section 15.2).

@@ -97,9 +97,8 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     {
         ArgumentNullException.ThrowIfNull(request);
         var (head, plan) = MessageMapping.ToRequestHead(request, proxy);
-        var (slot, turn) = shell.Start(ConnEvent.NewStartWriteRequest(Connection.requestCloses(head)), Phase.RequestPhase, null);
-        var verdict = await shell.AwaitTurnAsync(turn, Phase.RequestPhase, slot, cancellationToken).ConfigureAwait(false);
-        if (verdict is Verdict.Refuse refused) throw shell.Error(refused.Error);
+        var (slot, _) = await shell.TakeTurnAsync(ConnEvent.NewStartWriteRequest(Connection.requestCloses(head)), Phase.RequestPhase,
+            FSharpValueOption<int>.ValueNone, cancellationToken).ConfigureAwait(false);
         await shell.WriteRequestAsync(slot, head, request.Content, plan, ClientTrace.FromRequest(request), ExpectContinueTimeout,
             cancellationToken).ConfigureAwait(false);
         shell.RememberSlot(request, slot);
@@ -128,17 +127,16 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     {
         ArgumentNullException.ThrowIfNull(request);
         var known = shell.TakeSlot(request);
-        var (slot, turn) = shell.Start(ConnEvent.NewStartReadResponse(known), Phase.ResponsePhase, known.IsSome ? known.Value : null);
-        var verdict = await shell.AwaitTurnAsync(turn, Phase.ResponsePhase, slot, cancellationToken).ConfigureAwait(false);
-        if (verdict is Verdict.Refuse refused) throw shell.Error(refused.Error);
+        var (slot, _) = await shell.TakeTurnAsync(ConnEvent.NewStartReadResponse(known), Phase.ResponsePhase, known, cancellationToken)
+            .ConfigureAwait(false);
         await shell.DrainPreviousAsync(Phase.ResponsePhase, slot, cancellationToken).ConfigureAwait(false);
         var trace = ClientTrace.FromRequest(request);
         var seen = shell.TakeProgress(slot);
-        Action? firstByte = seen.FirstByteSeen || trace?.GotFirstResponseByte is null
+        Action? firstByte = seen is { FirstByteSeen: true } || trace?.GotFirstResponseByte is null
             ? null
             : () => Hooks.Fire(nameof(ClientTrace.GotFirstResponseByte), trace.GotFirstResponseByte);
         var method = request.Method.Method;
-        var interim = seen.Interim;
+        var interim = seen?.Interim;
         Parsed<ResponseHead> parsed;
         while (true)
         {
@@ -146,7 +144,7 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
                 .ConfigureAwait(false);
             firstByte = null;
             if (!Connection.isInterim(parsed.Head.Status)) break;
-            interim.Add(parsed.Head);
+            (interim ??= []).Add(parsed.Head);
             try
             {
                 if (parsed.Head.Status == 100) Hooks.Fire(nameof(ClientTrace.Got100Continue), trace?.Got100Continue);
@@ -160,10 +158,10 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
         }
         var framing = Framing.responseBody(method, parsed.Head);
         if (framing.IsError) throw shell.Fail(Phase.ResponsePhase, slot, ConnError.NewMalformed(framing.ErrorValue));
-        var closes = Connection.responseCloses(method, parsed.Head);
+        var closes = Connection.responseClosesWith(parsed.Head, framing.ResultValue);
         HttpResponseMessage? response = null;
         var body = shell.NewBody(framing.ResultValue, false, trailers => CopyTrailers(response!, trailers), null);
-        var wire = new WireInfo { Response = parsed.Head, Raw = parsed.Raw, IsLast = closes, Interim = interim };
+        var wire = new WireInfo { Response = parsed.Head, Raw = parsed.Raw, IsLast = closes, Interim = interim ?? (IReadOnlyList<ResponseHead>)[] };
         response = MessageMapping.ToResponse(parsed.Head, wire, request, body);
         shell.Step(ConnEvent.NewHeadRead(slot, closes, false));
         return (response, body);

@@ -1,4 +1,3 @@
-using System.Runtime.ExceptionServices;
 using HttpUtil.Core;
 
 namespace HttpUtil;
@@ -22,14 +21,4 @@ internal static class ConnErrors
         _ when error.IsEndOfInput => new EndOfStreamException("the peer closed the connection where a new message would start"),
         _ => new ProtocolException(error.ToString()),
     };
-
-    /// <summary>Throws the exception for <paramref name="error"/>.</summary>
-    public static Exception Throw(ConnError error, string objectName) => throw ToException(error, objectName);
-
-    /// <summary>Rethrows <paramref name="ex"/> keeping its stack trace.</summary>
-    public static Exception Rethrow(Exception ex)
-    {
-        ExceptionDispatchInfo.Capture(ex).Throw();
-        return ex;
-    }
 }

@@ -168,10 +168,28 @@ internal sealed class ConnectionShell
     }
 
     /// <summary>
+    /// Starts an operation and waits for its turn: feeds <paramref name="e"/> (for an answer,
+    /// <paramref name="knownSlot"/> is the slot of its request), then returns the operation's slot and
+    /// whether the message it writes must end the connection. A refused operation throws its error.
+    /// </summary>
+    public async ValueTask<(int Slot, bool EndsConnection)> TakeTurnAsync(ConnEvent e, Phase phase, FSharpValueOption<int> knownSlot,
+        CancellationToken ct)
+    {
+        var (slot, turn) = Start(e, phase, knownSlot.IsSome ? knownSlot.Value : null);
+        var verdict = await AwaitTurnAsync(turn, phase, slot, ct).ConfigureAwait(false);
+        return verdict switch
+        {
+            Verdict.Refuse refused => throw Error(refused.Error),
+            Verdict.Proceed proceed => (slot, proceed.EndsConnection),
+            _ => throw new InvalidOperationException("unknown verdict"),
+        };
+    }
+
+    /// <summary>
     /// Starts an operation: feeds <paramref name="e"/> and returns the operation's slot and a task that
     /// completes with its verdict when its turn comes (at once when it is its turn already).
     /// </summary>
-    public (int Slot, Task<Verdict> Turn) Start(ConnEvent e, Phase phase, int? knownSlot)
+    private (int Slot, Task<Verdict> Turn) Start(ConnEvent e, Phase phase, int? knownSlot)
     {
         List<(TaskCompletionSource<Verdict>, Verdict)>? wake = null;
         int slot = knownSlot ?? -1;
@@ -203,7 +221,7 @@ internal sealed class ConnectionShell
     /// its turn later (order is never broken) and then fails at once, which breaks its side of the
     /// connection: the bytes it would have moved are unaccounted for.
     /// </summary>
-    public async ValueTask<Verdict> AwaitTurnAsync(Task<Verdict> turn, Phase phase, int slot, CancellationToken ct)
+    private async ValueTask<Verdict> AwaitTurnAsync(Task<Verdict> turn, Phase phase, int slot, CancellationToken ct)
     {
         if (turn.IsCompleted) return turn.Result;
         try
@@ -297,7 +315,7 @@ internal sealed class ConnectionShell
     }
 
     /// <summary>Reads one head with <paramref name="parse"/>, consuming exactly its bytes.</summary>
-    public async ValueTask<HeadRead<T>> ReadHeadAsync<T>(
+    private async ValueTask<HeadRead<T>> ReadHeadAsync<T>(
         Func<ParserSettings, ReadOnlySequence<byte>, FSharpResult<Incremental<Parsed<T>>, HttpError>> parse,
         Action? onFirstByte, CancellationToken ct)
     {
@@ -351,19 +369,21 @@ internal sealed class ConnectionShell
         return h.Parsed;
     }
 
-    /// <summary>Writes a message for the running operation of <paramref name="slot"/>; a failure is
+    /// <summary>Writes a server response for the running write of <paramref name="slot"/>; a failure is
     /// reported to the core (breaking the write side) and rethrown; success is reported as written.</summary>
-    public async ValueTask WriteOrFailAsync(Phase phase, int slot, Func<IBufferWriter<byte>, FSharpResult<int, HttpError>> writeHead,
-        HttpContent? content, Framing.BodyLength plan, Func<Headers>? trailers, CancellationToken ct)
+    public async ValueTask WriteResponseAsync(int slot, ResponseHead head, HttpContent? content, Framing.BodyLength plan,
+        Func<Headers> trailers, CancellationToken ct)
     {
         try
         {
-            await MessageMapping.WriteMessageAsync(Writer, writeHead, content, plan, trailers, ct).ConfigureAwait(false);
+            var wrote = Serializer.writeResponse(Writer, head);
+            if (wrote.IsError) throw new InvalidOperationException(wrote.ErrorValue.Message);
+            await MessageMapping.WriteBodyAsync(Writer, content, plan, trailers, ct).ConfigureAwait(false);
             await MessageMapping.FlushAsync(Writer, ct).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
-            Step(ConnEvent.NewFailed(phase, slot, ConnError.NewTransport(ex)));
+            Step(ConnEvent.NewFailed(Phase.ResponsePhase, slot, ConnError.NewTransport(ex)));
             throw;
         }
         Step(ConnEvent.NewWrote(slot));
@@ -435,12 +455,13 @@ internal sealed class ConnectionShell
 
     private readonly Dictionary<int, ResponseProgress> progress = [];
 
-    /// <summary>What was seen of the response to <paramref name="slot"/> so far (forgotten now).</summary>
-    public ResponseProgress TakeProgress(int slot)
+    /// <summary>What was seen of the response to <paramref name="slot"/> while its body waited for
+    /// <c>100 Continue</c> (forgotten now); null when there was no such wait.</summary>
+    public ResponseProgress? TakeProgress(int slot)
     {
         lock (gate)
         {
-            return progress.Remove(slot, out var p) ? p : new ResponseProgress();
+            return progress.Remove(slot, out var p) ? p : null;
         }
     }
 

@@ -94,8 +94,8 @@ internal static class MessageMapping
             Framing.withFraming(false, planned.Item1, Headers.OfSeq(fields)));
         var valid = Serializer.validateResponse(head);
         if (valid.IsError) throw Invalid("the response cannot be written", valid.ErrorValue);
-        var closes = planned.Item2 || Connection.responseCloses(request.Method.Method, head);
-        return (head, planned.Item1, closes);
+        // A body that runs until close (planned.Item2) is one of the cases responseClosesWith covers.
+        return (head, planned.Item1, Connection.responseClosesWith(head, planned.Item1));
     }
 
     /// <summary>The request a <see cref="ServerConn"/> returns for a head read off the wire.</summary>
@@ -153,21 +153,11 @@ internal static class MessageMapping
     }
 
     /// <summary>
-    /// Writes a head and then the body as planned, leaving the last bytes unflushed: the caller flushes
-    /// (or leaves it to the next pipelined writer). Before each read from a content that may wait (anything
-    /// but an in-memory content) the bytes so far are flushed, so streaming bodies stream and nothing
-    /// waits behind a slow source; in-memory content is flushed every 64 KiB. A body that is shorter or
-    /// longer than its Content-Length throws <see cref="IOException"/>: the connection can no longer be framed.
+    /// Writes a body as planned into the output pipe (see <see cref="BodyWriteStream"/> for framing and
+    /// flushing), then for chunked bodies the last chunk with <paramref name="trailers"/>. The last bytes
+    /// are left unflushed: the caller flushes. A body shorter or longer than its Content-Length throws
+    /// <see cref="IOException"/>: the connection can no longer be framed.
     /// </summary>
-    public static async ValueTask WriteMessageAsync(PipeWriter writer, Func<IBufferWriter<byte>, FSharpResult<int, HttpError>> writeHead,
-        HttpContent? content, Framing.BodyLength plan, Func<Headers>? trailers, CancellationToken ct)
-    {
-        var wrote = writeHead(writer);
-        if (wrote.IsError) throw new InvalidOperationException(wrote.ErrorValue.Message);
-        await WriteBodyAsync(writer, content, plan, trailers, ct).ConfigureAwait(false);
-    }
-
-    /// <summary>Writes a body as planned (see <see cref="WriteMessageAsync"/>).</summary>
     public static async ValueTask WriteBodyAsync(PipeWriter writer, HttpContent? content, Framing.BodyLength plan, Func<Headers>? trailers,
         CancellationToken ct)
     {

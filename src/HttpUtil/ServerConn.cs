@@ -77,9 +77,8 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
     /// <exception cref="ObjectDisposedException">After <see cref="Close"/> or <see cref="Hijack"/>.</exception>
     public async Task<HttpRequestMessage> ReadAsync(CancellationToken cancellationToken = default)
     {
-        var (slot, turn) = shell.Start(ConnEvent.StartReadRequest, Phase.RequestPhase, null);
-        var verdict = await shell.AwaitTurnAsync(turn, Phase.RequestPhase, slot, cancellationToken).ConfigureAwait(false);
-        if (verdict is Verdict.Refuse refused) throw shell.Error(refused.Error);
+        var (slot, _) = await shell.TakeTurnAsync(ConnEvent.StartReadRequest, Phase.RequestPhase, FSharpValueOption<int>.ValueNone,
+            cancellationToken).ConfigureAwait(false);
         await shell.DrainPreviousAsync(Phase.RequestPhase, slot, cancellationToken).ConfigureAwait(false);
         var parsed = await shell.ReadHeadOrFailAsync(Phase.RequestPhase, slot, Parser.parseRequestHead, null, cancellationToken)
             .ConfigureAwait(false);
@@ -136,14 +135,11 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
         ArgumentNullException.ThrowIfNull(response);
         var (head, plan, closes) = MessageMapping.ToResponseHead(request, response);
         var known = shell.TakeSlot(request);
-        var (slot, turn) = shell.Start(ConnEvent.NewStartWriteResponse(known, closes), Phase.ResponsePhase,
-            known.IsSome ? known.Value : null);
-        var verdict = await shell.AwaitTurnAsync(turn, Phase.ResponsePhase, slot, cancellationToken).ConfigureAwait(false);
-        if (verdict is Verdict.Refuse refused) throw shell.Error(refused.Error);
-        if (verdict is Verdict.Proceed { EndsConnection: true })
-            head = new ResponseHead(head.Version, head.Status, head.Reason, Connection.markLast(head.Headers));
-        await shell.WriteOrFailAsync(Phase.ResponsePhase, slot, w => Serializer.writeResponse(w, head), response.Content, plan,
-            () => MessageMapping.ToFields(response.TrailingHeaders), cancellationToken).ConfigureAwait(false);
+        var (slot, ends) = await shell.TakeTurnAsync(ConnEvent.NewStartWriteResponse(known, closes), Phase.ResponsePhase, known,
+            cancellationToken).ConfigureAwait(false);
+        if (ends) head = new ResponseHead(head.Version, head.Status, head.Reason, Connection.markLast(head.Headers));
+        await shell.WriteResponseAsync(slot, head, response.Content, plan, () => MessageMapping.ToFields(response.TrailingHeaders),
+            cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -105,11 +105,12 @@ public sealed class Transport : HttpMessageHandler
             ? new PoolKey("http", proxy.IdnHost, proxy.Port, proxy.ToString())
             : new PoolKey(uri.Scheme, uri.IdnHost, uri.Port, proxy?.ToString() ?? "");
         var trace = ClientTrace.FromRequest(request);
-        var pool = pools.GetOrAdd(key, _ => new HostPool(MaxIdleConnsPerHost, MaxConnsPerHost, IdleConnTimeout));
+        var pool = pools.GetOrAdd(key, static (_, t) => new HostPool(t.MaxIdleConnsPerHost, t.MaxConnsPerHost, t.IdleConnTimeout), this);
         var fresh = false;
         while (true)
         {
-            Hooks.Fire(nameof(ClientTrace.GetConn), trace?.GetConn, $"{uri.IdnHost}:{uri.Port}");
+            // Per-request hook arguments are built only when the hook is set: no cost without a trace.
+            if (trace?.GetConn is { } getConn) Hooks.Fire(nameof(ClientTrace.GetConn), getConn, $"{uri.IdnHost}:{uri.Port}");
             var (conn, reused) = await GetConnAsync(pool, key, proxy, fresh, trace, cancellationToken).ConfigureAwait(false);
             conn.Used = true;
             var writing = true;
@@ -155,7 +156,8 @@ public sealed class Transport : HttpMessageHandler
         var reused = conn.Used;
         try
         {
-            Hooks.Fire(nameof(ClientTrace.GotConn), trace?.GotConn, new GotConnInfo(conn.Stream, reused, lease.WasIdle, lease.IdleTime));
+            if (trace?.GotConn is { } gotConn)
+                Hooks.Fire(nameof(ClientTrace.GotConn), gotConn, new GotConnInfo(conn.Stream, reused, lease.WasIdle, lease.IdleTime));
         }
         catch
         {
