@@ -101,16 +101,17 @@ public sealed class Transport : HttpMessageHandler
             request.Version = System.Net.HttpVersion.Version11;
         }
         var proxy = Proxy;
+        var target = new PoolKey(uri.Scheme, uri.IdnHost, uri.Port, proxy?.ToString() ?? "");
         var key = proxy is not null && uri.Scheme == Uri.UriSchemeHttp
             ? new PoolKey("http", proxy.IdnHost, proxy.Port, proxy.ToString())
-            : new PoolKey(uri.Scheme, uri.IdnHost, uri.Port, proxy?.ToString() ?? "");
+            : target;
         var trace = ClientTrace.FromRequest(request);
         var pool = pools.GetOrAdd(key, static (_, t) => new HostPool(t.MaxIdleConnsPerHost, t.MaxConnsPerHost, t.IdleConnTimeout), this);
         var fresh = false;
         while (true)
         {
             // Per-request hook arguments are built only when the hook is set: no cost without a trace.
-            if (trace?.GetConn is { } getConn) Hooks.Fire(nameof(ClientTrace.GetConn), getConn, $"{uri.IdnHost}:{uri.Port}");
+            if (trace?.GetConn is { } getConn) Hooks.Fire(nameof(ClientTrace.GetConn), getConn, target.HostPort);
             var (conn, reused) = await GetConnAsync(pool, key, proxy, fresh, trace, cancellationToken).ConfigureAwait(false);
             conn.Used = true;
             var writing = true;

@@ -950,3 +950,21 @@ let ``TLS client certificates are offered to a server that requires one`` () =
         |> ignore
     }
     |> sync
+
+[<Test>]
+let ``GetConn brackets an IPv6 host as host:port does`` () =
+    task {
+        use client =
+            new HttpClient(new Transport(ConnectTimeout = TimeSpan.FromSeconds 2.0))
+
+        let events, trace = recorder ""
+        // Whether or not this machine has IPv6, GetConn comes first and names the target.
+        try
+            let! r = client.SendAsync(getWith (Uri "http://[::1]:1/") trace)
+            r.Dispose()
+        with _ ->
+            ()
+
+        Assert.That(take events |> List.head, Is.EqualTo "GetConn [::1]:1")
+    }
+    |> sync
