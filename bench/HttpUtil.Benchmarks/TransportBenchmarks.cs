@@ -53,9 +53,9 @@ public class TransportBenchmarks
         fullTrace = new ClientTrace
         {
             GetConn = _ => Hit(), GotConn = _ => Hit(), PutIdleConn = _ => Hit(), GotFirstResponseByte = Hit,
-            Got100Continue = Hit, Got1xxResponse = (_, _) => { Hit(); return null; }, DnsStart = _ => Hit(), DnsDone = _ => Hit(),
-            ConnectStart = (_, _) => Hit(), ConnectDone = (_, _, _) => Hit(), TlsHandshakeStart = Hit, TlsHandshakeDone = (_, _) => Hit(),
-            WroteHeaderField = (_, _) => Hit(), WroteHeaders = Hit, Wait100Continue = Hit, WroteRequest = _ => Hit(),
+            Got100Continue = Hit, Got1xxResponse = _ => Hit(), DnsStart = _ => Hit(), DnsDone = _ => Hit(),
+            ConnectStart = _ => Hit(), ConnectDone = _ => Hit(), TlsHandshakeStart = Hit, TlsHandshakeDone = _ => Hit(),
+            WroteHeaderField = _ => Hit(), WroteHeaders = Hit, Wait100Continue = Hit, WroteRequest = _ => Hit(),
         };
     }
 

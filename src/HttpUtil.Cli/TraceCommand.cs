@@ -28,30 +28,26 @@ public static class TraceCommand
 
         var trace = new ClientTrace
         {
-            GetConn = hostPort => Mark($"GetConn {hostPort}"),
+            GetConn = info => Mark($"GetConn {info.HostPort}"),
             DnsStart = info => Mark($"DNSStart {info.Host}"),
             DnsDone = info => Mark(info.Error is null
                 ? $"DNSDone {string.Join(", ", info.Addresses)}{(info.Coalesced ? " (coalesced)" : "")}"
                 : $"DNSDone error: {info.Error.Message}"),
-            ConnectStart = (network, address) => Mark($"ConnectStart {network} {address}"),
-            ConnectDone = (network, address, error) => Mark(error is null ? $"ConnectDone {address}" : $"ConnectDone {address} error: {error.Message}"),
+            ConnectStart = info => Mark($"ConnectStart {info.Network} {info.Address}"),
+            ConnectDone = info => Mark(info.Error is null ? $"ConnectDone {info.Address}" : $"ConnectDone {info.Address} error: {info.Error.Message}"),
             TlsHandshakeStart = () => Mark("TLSHandshakeStart"),
-            TlsHandshakeDone = (state, error) => Mark(error is null
-                ? $"TLSHandshakeDone {state?.Protocol} {state?.CipherSuite} ALPN={state?.ApplicationProtocol}"
-                : $"TLSHandshakeDone error: {error.Message}"),
+            TlsHandshakeDone = info => Mark(info.Error is null
+                ? $"TLSHandshakeDone {info.State?.Protocol} {info.State?.CipherSuite} ALPN={info.State?.ApplicationProtocol}"
+                : $"TLSHandshakeDone error: {info.Error.Message}"),
             GotConn = info => Mark($"GotConn reused={info.Reused} wasIdle={info.WasIdle}"),
-            WroteHeaderField = (name, values) => Mark($"WroteHeaderField {name}: {string.Join(", ", values)}"),
+            WroteHeaderField = info => Mark($"WroteHeaderField {info.Name}: {string.Join(", ", info.Values)}"),
             WroteHeaders = () => Mark("WroteHeaders"),
             Wait100Continue = () => Mark("Wait100Continue"),
             Got100Continue = () => Mark("Got100Continue"),
             WroteRequest = info => Mark(info.Error is null ? "WroteRequest" : $"WroteRequest error: {info.Error.Message}"),
             GotFirstResponseByte = () => Mark("GotFirstResponseByte"),
-            Got1xxResponse = (code, _) =>
-            {
-                Mark($"Got1xxResponse {code}");
-                return null;
-            },
-            PutIdleConn = error => Mark(error is null ? "PutIdleConn" : $"PutIdleConn not reused: {error.Message}"),
+            Got1xxResponse = info => Mark($"Got1xxResponse {info.Status}"),
+            PutIdleConn = info => Mark(info.Error is null ? "PutIdleConn" : $"PutIdleConn not reused: {info.Error.Message}"),
         };
 
         using var transport = new Transport

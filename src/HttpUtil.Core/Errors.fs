@@ -9,6 +9,8 @@ type ErrorKind =
     | HeadTooLarge = 1
     /// One line of a head is longer than `Limits.MaxLineLength`.
     | LineTooLong = 2
+    /// The request-line is longer than `Limits.MaxLineLength` (answer 414 URI Too Long).
+    | RequestLineTooLong = 7
     /// A head carries more field lines than `Limits.MaxHeaderCount`.
     | TooManyHeaders = 3
     /// A trailer section is larger than `Limits.MaxTrailerBytes` or has too many fields.
@@ -39,6 +41,9 @@ type ErrorKind =
     | InvalidFieldValue = 22
     /// A line folded with obs-fold where it is not allowed (RFC 9112 section 5.2).
     | ObsFold = 23
+    /// A request without Host in HTTP/1.1, with more than one Host field, or whose Host is not
+    /// `uri-host [ ":" port ]` (RFC 9112 section 3.2: answer 400).
+    | InvalidHost = 26
     /// A CR not followed by LF (RFC 9112 section 2.2).
     | BareCR = 24
     /// A LF not preceded by CR, while bare LF is not accepted (RFC 9112 section 2.2).
@@ -62,6 +67,12 @@ type ErrorKind =
     | InvalidChunkExtension = 37
     /// The input ended inside a head or a body: the peer closed or reset the connection early.
     | UnexpectedEnd = 38
+    /// A body longer than its Content-Length was offered for writing, or a peer sent more than it
+    /// announced (RFC 9112 section 6.2).
+    | ContentLengthOverrun = 39
+    /// More interim (1xx) responses, or more bytes of them, than `Limits.MaxInterimResponses` and
+    /// `Limits.MaxHeadBytes` allow before the final response.
+    | TooManyInterimResponses = 6
     // Serialization.
     /// A head given to a serializer that would put an invalid or ambiguous message on the wire.
     | InvalidHead = 40
@@ -75,11 +86,28 @@ type HttpError =
         Message: string
     }
 
+    /// The status a server answers a request that failed this way (RFC 9110 section 15): 414 for a
+    /// request-line over the line limit, 431 for other heads and fields over a limit, 413 for a
+    /// trailer section or chunk size over one, 501 for a transfer coding it does not implement, 505
+    /// for an HTTP version it does not speak, 400 for every other break of the grammar or framing.
+    member this.StatusHint =
+        match this.Kind with
+        | ErrorKind.RequestLineTooLong -> 414
+        | ErrorKind.HeadTooLarge
+        | ErrorKind.LineTooLong
+        | ErrorKind.TooManyHeaders -> 431
+        | ErrorKind.TrailerTooLarge
+        | ErrorKind.ChunkSizeTooLarge -> 413
+        | ErrorKind.UnsupportedTransferCoding -> 501
+        | ErrorKind.UnsupportedVersion -> 505
+        | _ -> 400
+
     override this.ToString() =
         sprintf "%A at byte %d: %s" this.Kind this.Offset this.Message
 
-/// Builders for `HttpError`.
+/// Builders for `HttpError`, and the status code a server answers each kind with.
 module HttpError =
+
     /// An error of kind `kind` at byte `offset`.
     let create kind offset message =
         {
@@ -87,6 +115,9 @@ module HttpError =
             Offset = offset
             Message = message
         }
+
+    /// The status a server answers a request that failed with `kind`: see `HttpError.StatusHint`.
+    let statusHint (kind: ErrorKind) = (create kind 0L "").StatusHint
 
     /// The same error moved `delta` bytes further (used when a parse starts inside a larger input).
     let shift (delta: int64) (e: HttpError) = { e with Offset = e.Offset + delta }
@@ -98,68 +129,3 @@ module HttpError =
         else
             sprintf "0x%02X" (int c)
 
-/// Explicit bounds on everything the parsers read. Exceeding one is a distinct error, never an
-/// unbounded read. Defaults follow Kestrel's (32 KiB heads, 100 fields, 8 KiB lines).
-type Limits =
-    {
-        /// Most bytes in a head, start line and terminating empty line included. Default 32 KiB.
-        MaxHeadBytes: int
-        /// Most field lines in a head (and in a trailer section). Default 100.
-        MaxHeaderCount: int
-        /// Most bytes in one line of a head, line ending excluded. Default 8 KiB.
-        MaxLineLength: int
-        /// Most hex digits in a chunk-size. Default 16 (larger sizes cannot fit an Int64 anyway).
-        MaxChunkSizeDigits: int
-        /// Most bytes in a chunk-size line, extensions included. Default 4 KiB.
-        MaxChunkLineLength: int
-        /// Most bytes in a trailer section, terminating empty line included. Default 16 KiB.
-        MaxTrailerBytes: int
-    }
-
-    /// The default limits.
-    static member Default =
-        {
-            MaxHeadBytes = 32 * 1024
-            MaxHeaderCount = 100
-            MaxLineLength = 8 * 1024
-            MaxChunkSizeDigits = 16
-            MaxChunkLineLength = 4 * 1024
-            MaxTrailerBytes = 16 * 1024
-        }
-
-/// Repairs a recipient may make under RFC 9112; each is off by default (strict parsing).
-type Lenience =
-    {
-        /// Accept a LF without CR as a line ending (RFC 9112 section 2.2 lets a recipient do so).
-        AllowBareLf: bool
-        /// In responses, replace each obs-fold by one SP instead of rejecting it (RFC 9112 section 5.2).
-        /// Obs-fold in requests is always rejected.
-        AllowObsFoldInResponses: bool
-    }
-
-    /// Strict parsing: no repairs.
-    static member Strict =
-        {
-            AllowBareLf = false
-            AllowObsFoldInResponses = false
-        }
-
-/// Limits plus lenience: everything that changes how input is parsed.
-type ParserSettings =
-    {
-        Limits: Limits
-        Lenience: Lenience
-    }
-
-    /// Default limits, strict parsing.
-    static member Default =
-        {
-            Limits = Limits.Default
-            Lenience = Lenience.Strict
-        }
-
-    /// These settings with other limits (for C#, where `with` does not apply to F# records).
-    member this.WithLimits(limits: Limits) = { this with Limits = limits }
-
-    /// These settings with other lenience (for C#, where `with` does not apply to F# records).
-    member this.WithLenience(lenience: Lenience) = { this with Lenience = lenience }

@@ -86,6 +86,11 @@ type Headers private (fields: HeaderField[]) =
     /// How many field lines.
     member _.Count = fields.Length
 
+    /// True for a field whose values must stay on separate lines, never joined with commas:
+    /// Set-Cookie (RFC 9110 section 5.3).
+    static member KeepsValuesApart(name: string) =
+        String.Equals(name, "Set-Cookie", StringComparison.OrdinalIgnoreCase)
+
     /// True when at least one field is called `name` (ASCII case-insensitive).
     member _.Contains(name: string) =
         let mutable found = false

@@ -92,6 +92,10 @@ module Message =
         | "DELETE" -> true
         | _ -> false
 
+    /// True when a response with `status` to a CONNECT request opens the tunnel: any 2xx
+    /// (RFC 9110 section 9.3.6). The connection then carries the tunnel, not HTTP.
+    let connectSucceeded (status: int) = status >= 200 && status < 300
+
     /// The request-target to write for `uri`: authority-form `host:port` for CONNECT,
     /// absolute-form when `absoluteForm` (requests to a forward proxy), origin-form
     /// (path and query, "/" when empty) otherwise. A relative `uri` is written as given, as the
@@ -131,3 +135,18 @@ module Message =
                 host
             else
                 sprintf "%s:%d" host uri.Port
+
+    /// The effective request URI of a request a server read (RFC 9112 section 3.3), as text: an
+    /// absolute-form target as it is, an authority-form one as `scheme://target/`, an origin-form
+    /// one as `scheme://Host` followed by the target. Empty for asterisk-form, and for origin-form
+    /// without a (non-empty) Host: the caller keeps the target as a relative reference then.
+    /// `scheme` is the connection's: "https" over TLS, "http" otherwise.
+    let effectiveUri (scheme: string) (head: RequestHead) =
+        match head.Form with
+        | Absolute -> head.Target
+        | Authority -> scheme + "://" + head.Target + "/"
+        | Origin ->
+            match head.Headers.TryGetValue "Host" with
+            | true, host when not (System.String.IsNullOrEmpty host) -> scheme + "://" + host + head.Target
+            | _ -> ""
+        | Asterisk -> ""

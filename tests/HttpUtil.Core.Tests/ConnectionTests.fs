@@ -104,7 +104,7 @@ let private apply (m: Model) (action: ConnAction) =
         | Refuse e ->
             if m.Stopped then
                 let sticky =
-                    [ m.State.ReadError; m.State.WriteError ]
+                    [ Connection.readError m.State; Connection.writeError m.State ]
                     |> List.exists (fun s -> s = ValueSome e)
 
                 let documented =
@@ -371,10 +371,10 @@ let ``server: clean end of input is EndOfInput, a torn head is PersistEof`` () =
     let s = Connection.create ServerRole
     let s1, _ = stepOk s StartReadRequest
     let s1, _ = stepOk s1 (InputEnded(0, 0L))
-    Assert.That(s1.ReadError, Is.EqualTo(ValueSome EndOfInput))
+    Assert.That(Connection.readError s1, Is.EqualTo(ValueSome EndOfInput))
     let s2, _ = stepOk s StartReadRequest
     let s2, _ = stepOk s2 (InputEnded(0, 7L))
-    Assert.That(s2.ReadError, Is.EqualTo(ValueSome PersistEof))
+    Assert.That(Connection.readError s2, Is.EqualTo(ValueSome PersistEof))
 
 [<Test>]
 let ``server: Go's asymmetry after Close: write gets ErrClosed, read gets errClosed`` () =
@@ -455,12 +455,12 @@ let ``the framing and persistence helpers`` () =
             Headers = Headers.ofList h
         }
 
-    Assert.That(Connection.requestCloses (req Http11 []), Is.False)
-    Assert.That(Connection.requestCloses (req Http11 [ "Connection", "keep-alive, Close" ]), Is.True)
-    Assert.That(Connection.requestCloses (req Http10 []), Is.True)
-    Assert.That(Connection.requestCloses (req Http10 [ "Connection", "keep-alive" ]), Is.False)
-    Assert.That(Connection.expectsContinue (req Http11 [ "Expect", "100-Continue" ]), Is.True)
-    Assert.That(Connection.expectsContinue (req Http10 [ "Expect", "100-continue" ]), Is.False)
+    Assert.That(Persist.requestCloses (req Http11 []), Is.False)
+    Assert.That(Persist.requestCloses (req Http11 [ "Connection", "keep-alive, Close" ]), Is.True)
+    Assert.That(Persist.requestCloses (req Http10 []), Is.True)
+    Assert.That(Persist.requestCloses (req Http10 [ "Connection", "keep-alive" ]), Is.False)
+    Assert.That(Continue.expects (req Http11 [ "Expect", "100-Continue" ]), Is.True)
+    Assert.That(Continue.expects (req Http10 [ "Expect", "100-continue" ]), Is.False)
 
     let resp v h =
         {
@@ -470,11 +470,11 @@ let ``the framing and persistence helpers`` () =
             Headers = Headers.ofList h
         }
 
-    Assert.That(Connection.responseCloses "GET" (resp Http11 [ "Content-Length", "0" ]), Is.False)
-    Assert.That(Connection.responseCloses "GET" (resp Http11 []), Is.True, "a body until close ends the connection")
-    Assert.That(Connection.responseCloses "HEAD" (resp Http11 []), Is.False)
-    Assert.That(Connection.isInterim 103, Is.True)
-    Assert.That(Connection.isInterim 101, Is.False)
+    Assert.That(Persist.responseCloses "GET" (resp Http11 [ "Content-Length", "0" ]), Is.False)
+    Assert.That(Persist.responseCloses "GET" (resp Http11 []), Is.True, "a body until close ends the connection")
+    Assert.That(Persist.responseCloses "HEAD" (resp Http11 []), Is.False)
+    Assert.That(Continue.isInterim 103, Is.True)
+    Assert.That(Continue.isInterim 101, Is.False)
 
     Assert.That(Framing.planRequest Http11 "GET" Framing.Absent, Is.EqualTo(Ok Framing.NoBody: Result<_, HttpError>))
 

@@ -247,10 +247,14 @@ let ``a head larger than MaxHeadBytes is rejected without waiting for its end`` 
 [<Test>]
 let ``a line longer than MaxLineLength is rejected even before its end arrives`` () =
     let partial = "GET /" + String.replicate 60 "a"
-    Assert.That(parseReqWith tight partial |> errorOf |> _.Kind, Is.EqualTo(ErrorKind.LineTooLong))
+    let e = parseReqWith tight partial |> errorOf
+    // The request-line itself: 414 URI Too Long; any other line: 431.
+    Assert.That(e.Kind, Is.EqualTo(ErrorKind.RequestLineTooLong))
+    Assert.That(e.StatusHint, Is.EqualTo 414)
     let whole = "GET / HTTP/1.1\r\nA: " + String.replicate 50 "b" + "\r\n\r\n"
     let e = parseReqWith tight whole |> errorOf
     Assert.That(e.Kind, Is.EqualTo(ErrorKind.LineTooLong))
+    Assert.That(e.StatusHint, Is.EqualTo 431)
     Assert.That(e.Offset, Is.EqualTo(16L))
 
 [<Test>]

@@ -293,7 +293,7 @@ let ``ServerConn: after Close, WriteAsync throws ConnectionClosedException and R
         Assert.ThrowsAsync<ObjectDisposedException>(fun () -> server.ReadAsync())
         |> ignore
 
-        Assert.Throws<ObjectDisposedException>(fun () -> server.Hijack() |> ignore)
+        Assert.ThrowsAsync<ObjectDisposedException>(fun () -> server.HijackAsync().AsTask() :> Task)
         |> ignore
     }
     |> fun t -> t.GetAwaiter().GetResult()
@@ -313,7 +313,7 @@ let ``ClientConn: after Close, every call throws ObjectDisposedException; after 
 
         let clientEnd2, _ = duplexPair ()
         let client2 = new ClientConn(clientEnd2)
-        let h = client2.Hijack()
+        let! h = client2.HijackAsync()
         Assert.That(h.Stream, Is.SameAs clientEnd2)
 
         Assert.ThrowsAsync<ObjectDisposedException>(fun () -> client2.WriteAsync(get "/"))
@@ -332,7 +332,7 @@ let ``ServerConn: Hijack hands over the pipelined bytes not read yet`` () =
         do! writeText clientEnd ("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\ntunnel")
         do! clientEnd.FlushAsync()
         let! _ = server.ReadAsync()
-        let h = server.Hijack()
+        let! h = server.HijackAsync()
         let! rr = h.Reader.ReadAtLeastAsync(20)
         Assert.That(text (rr.Buffer.ToArray()), Does.StartWith "GET /b HTTP/1.1")
         h.Reader.AdvanceTo(rr.Buffer.End)

@@ -27,29 +27,26 @@ let recorder (tag: string) =
 
     let trace =
         ClientTrace(
-            GetConn = (fun h -> add ("GetConn " + h)),
+            GetConn = (fun i -> add ("GetConn " + i.HostPort)),
             GotConn = (fun i -> add (sprintf "GotConn reused=%b idle=%b" i.Reused i.WasIdle)),
-            PutIdleConn = (fun e -> add (if isNull e then "PutIdleConn ok" else "PutIdleConn error")),
+            PutIdleConn = (fun i -> add (if isNull i.Error then "PutIdleConn ok" else "PutIdleConn error")),
             GotFirstResponseByte = (fun () -> add "GotFirstResponseByte"),
             Got100Continue = (fun () -> add "Got100Continue"),
-            Got1xxResponse =
-                (fun code _ ->
-                    add (sprintf "Got1xxResponse %d" code)
-                    null),
+            Got1xxResponse = (fun i -> add (sprintf "Got1xxResponse %d" i.Status)),
             DnsStart = (fun i -> add ("DnsStart " + i.Host)),
             DnsDone = (fun i -> add (sprintf "DnsDone coalesced=%b error=%b" i.Coalesced (not (isNull i.Error)))),
-            ConnectStart = (fun n _ -> add ("ConnectStart " + n)),
-            ConnectDone = (fun n _ e -> add (sprintf "ConnectDone %s error=%b" n (not (isNull e)))),
+            ConnectStart = (fun i -> add ("ConnectStart " + i.Network)),
+            ConnectDone = (fun i -> add (sprintf "ConnectDone %s error=%b" i.Network (not (isNull i.Error)))),
             TlsHandshakeStart = (fun () -> add "TlsHandshakeStart"),
             TlsHandshakeDone =
-                (fun s e ->
+                (fun i ->
                     add (
                         sprintf
                             "TlsHandshakeDone alpn=%s error=%b"
-                            (if isNull s then "" else s.ApplicationProtocol)
-                            (not (isNull e))
+                            (if isNull i.State then "" else i.State.ApplicationProtocol)
+                            (not (isNull i.Error))
                     )),
-            WroteHeaderField = (fun k _ -> add ("WroteHeaderField " + k)),
+            WroteHeaderField = (fun i -> add ("WroteHeaderField " + i.Name)),
             WroteHeaders = (fun () -> add "WroteHeaders"),
             Wait100Continue = (fun () -> add "Wait100Continue"),
             WroteRequest =
@@ -215,9 +212,9 @@ let ``TLS: handshake hooks with ALPN http/1.1 and the server certificate`` () =
         let tls =
             ClientTrace(
                 TlsHandshakeDone =
-                    fun s _ ->
-                        seenCert <- s.RemoteCertificate
-                        protocol <- s.Protocol
+                    fun i ->
+                        seenCert <- i.State.RemoteCertificate
+                        protocol <- i.State.Protocol
             )
 
         use! r = client.SendAsync((getWith (k.Uri "/tls") trace).WithClientTrace tls)
@@ -494,10 +491,7 @@ let ``103 Early Hints goes to Got1xxResponse and is skipped`` () =
 
         let hints =
             ClientTrace(
-                Got1xxResponse =
-                    fun code h ->
-                        link <- h.GetValues("Link") |> String.concat ","
-                        null
+                Got1xxResponse = fun i -> link <- i.Headers.GetValues("Link") |> String.concat ","
             )
 
         use! r = client.SendAsync((getWith (server.Uri "/") trace).WithClientTrace hints)
@@ -627,7 +621,7 @@ let ``a trace composed twice fires once; composition runs new hooks before old``
         // The caller's traces are untouched.
         Assert.That(ClientTrace.FromRequest(new HttpRequestMessage()), Is.Null)
         order.Clear()
-        a.GetConn.Invoke "x"
+        a.GetConn.Invoke(GetConnInfo "x")
         Assert.That(List.ofSeq order, Is.EqualTo(box [ "A" ]))
     }
     |> sync
@@ -650,7 +644,7 @@ let ``a hook that throws fails the request with ClientTraceException and its con
         Assert.That(b, Is.EqualTo "hello /y")
         Assert.That(take events |> List.item 1, Is.EqualTo "ConnectStart tcp", "a new connection, not the broken one")
 
-        // A Got1xxResponse that returns an exception aborts the request with it.
+        // A Got1xxResponse that throws aborts the request with what it threw.
         use server =
             new ScriptedServer(fun _ s ->
                 task {
@@ -661,7 +655,7 @@ let ``a hook that throws fails the request with ClientTraceException and its con
                 })
 
         let abort =
-            ClientTrace(Got1xxResponse = fun _ _ -> InvalidOperationException "no hints, thanks")
+            ClientTrace(Got1xxResponse = fun _ -> raise (InvalidOperationException "no hints, thanks"))
 
         let aborted =
             Assert.CatchAsync(fun () -> client.SendAsync(getWith (server.Uri "/") abort) :> Task)
@@ -764,7 +758,7 @@ let ``forward proxy: http in absolute form, https through a CONNECT tunnel`` () 
                     use upstream = new TcpClient()
                     do! upstream.ConnectAsync(IPAddress.Loopback, secure.Port)
                     do! conn.WriteAsync(req, new HttpResponseMessage(HttpStatusCode.OK))
-                    let h = conn.Hijack()
+                    let! h = conn.HijackAsync()
                     let up = upstream.GetStream()
                     let toUp = h.Reader.AsStream().CopyToAsync(up)
                     let down = up.CopyToAsync(h.Stream)

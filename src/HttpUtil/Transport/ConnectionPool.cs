@@ -56,27 +56,36 @@ internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout)
     public async ValueTask<Lease> AcquireAsync(bool fresh, CancellationToken ct)
     {
         TaskCompletionSource<PooledConnection?> waiter;
-        lock (gate)
+        List<PooledConnection>? stale = null;
+        try
         {
-            if (!fresh)
+            lock (gate)
             {
-                while (idle.Count > 0)
+                if (!fresh)
                 {
-                    var c = idle[^1];
-                    idle.RemoveAt(idle.Count - 1);
-                    var idleFor = TimeSpanSince(c.IdleSince);
-                    if (idleFor < idleTimeout && c.LooksAlive()) return new Lease(c, true, idleFor);
-                    total--;
-                    c.Close();
+                    while (idle.Count > 0)
+                    {
+                        var c = idle[^1];
+                        idle.RemoveAt(idle.Count - 1);
+                        var idleFor = TimeSpanSince(c.IdleSince);
+                        if (idleFor < idleTimeout && c.LooksAlive()) return new Lease(c, true, idleFor);
+                        total--;
+                        (stale ??= []).Add(c);
+                    }
                 }
+                if (maxConns <= 0 || total < maxConns)
+                {
+                    total++;
+                    return new Lease(null, false, TimeSpan.Zero);
+                }
+                waiter = new TaskCompletionSource<PooledConnection?>(TaskCreationOptions.RunContinuationsAsynchronously);
+                waiters.Enqueue(waiter);
             }
-            if (maxConns <= 0 || total < maxConns)
-            {
-                total++;
-                return new Lease(null, false, TimeSpan.Zero);
-            }
-            waiter = new TaskCompletionSource<PooledConnection?>(TaskCreationOptions.RunContinuationsAsynchronously);
-            waiters.Enqueue(waiter);
+        }
+        finally
+        {
+            // Closed outside the lock: closing never runs under it.
+            if (stale is not null) foreach (var c in stale) c.Close();
         }
         using (ct.Register(() => waiter.TrySetCanceled(ct)))
         {

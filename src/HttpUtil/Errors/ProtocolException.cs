@@ -4,10 +4,13 @@ namespace HttpUtil;
 
 /// <summary>
 /// The base of every protocol error this library throws (Go's <c>http.ProtocolError</c>). Catch it to
-/// handle every HTTP/1.x-level failure at once; the derived types say which one. I/O failures of the
-/// underlying stream surface as <see cref="System.IO.IOException"/> instead.
+/// handle every HTTP/1.x-level failure at once; the derived types say which one. It derives from
+/// <see cref="IOException"/>, as .NET's own <c>HttpIOException</c> does, so a body cut short or
+/// malformed reaches <see cref="HttpClient"/> users as <see cref="HttpRequestException"/> (when the
+/// client buffers the content) or as an <see cref="IOException"/> (when they read the stream), whatever
+/// the cut. I/O failures of the underlying stream surface as plain <see cref="IOException"/>.
 /// </summary>
-public class ProtocolException : Exception
+public class ProtocolException : IOException
 {
     /// <summary>Creates the exception with a message that says what went wrong.</summary>
     /// <param name="message">What went wrong; never null.</param>

@@ -1,7 +1,5 @@
-using System.Buffers;
 using System.IO.Pipelines;
 using HttpUtil.Core;
-using Microsoft.FSharp.Core;
 
 namespace HttpUtil;
 
@@ -27,9 +25,6 @@ namespace HttpUtil;
 /// </remarks>
 public sealed class ServerConn : IAsyncDisposable, IDisposable
 {
-    private static readonly byte[] ContinueBytes =
-        Serializer.responseBytes(new ResponseHead(HttpVersion.Http11, 100, "Continue", Headers.Empty)).ResultValue;
-
     private readonly ConnectionShell shell;
 
     /// <summary>A server connection over <paramref name="stream"/> (Go's <c>NewServerConn</c>). The
@@ -39,7 +34,7 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
     /// null to create one.</param>
     public ServerConn(Stream stream, PipeReader? reader = null)
     {
-        shell = new ConnectionShell(Role.ServerRole, stream, reader, nameof(ServerConn));
+        shell = new ConnectionShell(false, stream, reader, nameof(ServerConn));
     }
 
     /// <summary>The limits and leniences used to read requests. Default: <see cref="ParserSettings.Default"/>.</summary>
@@ -57,8 +52,17 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
         init => shell.MaxDrainBytes = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(value));
     }
 
+    /// <summary>How long <see cref="CloseAsync"/>, <see cref="Close"/> and <see cref="HijackAsync"/> wait for bytes
+    /// already written to be sent to a peer that does not read (default 5 s). Past it the connection is closed
+    /// and <see cref="CloseAsync"/> and <see cref="HijackAsync"/> throw <see cref="IOException"/>.</summary>
+    public TimeSpan FlushTimeout
+    {
+        get => shell.FlushTimeout;
+        init => shell.FlushTimeout = value >= TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
+    }
+
     /// <summary>Requests read that have not been answered yet.</summary>
-    public int Pending => shell.Pending;
+    public int Pending => shell.Gate.Pending;
 
     /// <summary>
     /// Reads the next request. <c>RequestUri</c> is absolute (scheme from the stream: https over an
@@ -73,45 +77,28 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
     /// <exception cref="PersistEofException">The connection has ended logically, or the client closed it in
     /// the middle of a request head.</exception>
     /// <exception cref="MalformedMessageException">The request breaks HTTP/1.x or a limit (the kind says
-    /// which: answer 400, 413, 431 or 505 and close).</exception>
-    /// <exception cref="ObjectDisposedException">After <see cref="Close"/> or <see cref="Hijack"/>.</exception>
+    /// which, and <c>Error.StatusHint</c> the status to answer with: 400, 413, 414, 431, 501 or 505; then close).</exception>
+    /// <exception cref="ObjectDisposedException">After <see cref="Close"/> or <see cref="HijackAsync"/>.</exception>
     public async Task<HttpRequestMessage> ReadAsync(CancellationToken cancellationToken = default)
     {
-        var (slot, _) = await shell.TakeTurnAsync(ConnEvent.StartReadRequest, Phase.RequestPhase, FSharpValueOption<int>.ValueNone,
+        var (slot, _) = await shell.Gate.TakeTurnAsync(static (m, _) => m.StartReadRequest(), 0, ExchangePhase.Request, null,
             cancellationToken).ConfigureAwait(false);
-        await shell.DrainPreviousAsync(Phase.RequestPhase, slot, cancellationToken).ConfigureAwait(false);
-        var parsed = await shell.ReadHeadOrFailAsync(Phase.RequestPhase, slot, Parser.parseRequestHead, null, cancellationToken)
+        await shell.DrainPreviousAsync(ExchangePhase.Request, slot, cancellationToken).ConfigureAwait(false);
+        var parsed = await shell.Heads.ReadAsync(ExchangePhase.Request, slot, CoreAdapter.ParseRequestHead, null, cancellationToken)
             .ConfigureAwait(false);
         var head = parsed.Head;
-        var framing = Framing.requestBody(head);
-        if (framing.IsError) throw shell.Fail(Phase.RequestPhase, slot, ConnError.NewMalformed(framing.ErrorValue));
-        var closes = Connection.requestCloses(head);
-        var expects = Connection.expectsContinue(head);
-        var info = new WireInfo { Request = head, Raw = parsed.Raw, IsLast = closes };
-        var body = shell.NewBody(framing.ResultValue, true, trailers => info.Trailers = trailers,
-            expects ? ct => SendContinueAsync(slot, ct) : null);
-        var request = MessageMapping.ToRequest(head, info, shell.Stream, framing.ResultValue.IsNoBody ? null : body);
+        if (CoreAdapter.ReadRequest(head, out var error) is not { } incoming)
+        {
+            shell.Gate.Step(static (m, a) => m.Malformed(ExchangePhase.Request, a.slot, a.error!), (slot, error));
+            throw new MalformedMessageException(error!);
+        }
+        var info = new WireInfo { Request = head, Raw = parsed.Raw, IsLast = incoming.Closes };
+        var body = shell.NewBody(incoming.Body, true, trailers => info.Trailers = trailers,
+            incoming.ExpectsContinue ? ct => shell.Messages.WriteContinueAsync(slot, ct) : null);
+        var request = MessageMapping.ToRequest(head, info, shell.Stream, CoreAdapter.HasBody(incoming.Body) ? body : null);
         shell.RememberSlot(request, slot);
-        shell.Step(ConnEvent.NewHeadRead(slot, closes, expects));
+        shell.Gate.Step(static (m, a) => m.HeadRead(a.slot, a.closes, a.expects), (slot, closes: incoming.Closes, expects: incoming.ExpectsContinue));
         return request;
-    }
-
-    private async ValueTask SendContinueAsync(int slot, CancellationToken ct)
-    {
-        var send = false;
-        foreach (var a in shell.Step(ConnEvent.NewBodyWanted(slot))) send |= a.IsSendContinue;
-        if (!send) return;
-        try
-        {
-            shell.Writer.Write(ContinueBytes);
-            await MessageMapping.FlushAsync(shell.Writer, ct).ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            shell.Step(ConnEvent.NewContinueWritten(slot, FSharpValueOption<ConnError>.NewValueSome(ConnError.NewTransport(ex))));
-            throw;
-        }
-        shell.Step(ConnEvent.NewContinueWritten(slot, FSharpValueOption<ConnError>.ValueNone));
     }
 
     /// <summary>
@@ -127,42 +114,52 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
     /// <exception cref="ArgumentException">The response cannot be put on the wire; nothing changed, and
     /// the request can still be answered.</exception>
     /// <exception cref="PipelineException">The request was not read here, or was already answered.</exception>
-    /// <exception cref="ConnectionClosedException">After <see cref="Close"/> or <see cref="Hijack"/> (Go's ErrClosed).</exception>
+    /// <exception cref="ConnectionClosedException">After <see cref="Close"/> or <see cref="HijackAsync"/> (Go's ErrClosed).</exception>
     /// <exception cref="IOException">The stream failed, now or before.</exception>
     public async Task WriteAsync(HttpRequestMessage request, HttpResponseMessage response, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(response);
-        var (head, plan, closes) = MessageMapping.ToResponseHead(request, response);
+        var outgoing = CoreAdapter.PrepareResponse(request, response);
         var known = shell.TakeSlot(request);
-        var (slot, ends) = await shell.TakeTurnAsync(ConnEvent.NewStartWriteResponse(known, closes), Phase.ResponsePhase, known,
-            cancellationToken).ConfigureAwait(false);
-        if (ends) head = new ResponseHead(head.Version, head.Status, head.Reason, Connection.markLast(head.Headers));
-        await shell.WriteResponseAsync(slot, head, response.Content, plan, () => MessageMapping.ToFields(response.TrailingHeaders),
+        var (slot, ends) = await shell.Gate.TakeTurnAsync(static (m, a) => m.StartWriteResponse(a.known, a.closes), (known, closes: outgoing.Closes),
+            ExchangePhase.Response, known, cancellationToken).ConfigureAwait(false);
+        var head = ends ? CoreAdapter.MarkLast(outgoing.Head) : outgoing.Head;
+        await shell.Messages.WriteResponseAsync(slot, head, outgoing.Body, response.Content, () => CoreAdapter.ToFields(response.TrailingHeaders),
             cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
-    /// Takes the connection over: returns the stream and the reader holding any input not consumed yet
-    /// (pipelined requests, tunnel data). Operations waiting for their turn, and every later call, fail:
-    /// <see cref="WriteAsync"/> with <see cref="ConnectionClosedException"/>, the rest with
-    /// <see cref="ObjectDisposedException"/> (Go's asymmetry). Running operations are not stopped.
+    /// Takes the connection over (Go's <c>Hijack</c>): once the bytes already written have been sent, returns
+    /// the stream and the reader holding any input not consumed yet (pipelined requests, tunnel data).
+    /// Operations waiting for their turn, and every later call, fail: <see cref="WriteAsync"/> with
+    /// <see cref="ConnectionClosedException"/>, the rest with <see cref="ObjectDisposedException"/> (Go's
+    /// asymmetry). Running operations are not stopped.
     /// </summary>
-    /// <remarks>Bytes already written are sent first: the call blocks until they are (at most 5 seconds,
-    /// for a peer that does not read).</remarks>
+    /// <param name="cancellationToken">Cancels the wait for the written bytes to go out.</param>
     /// <returns>The stream and its reader, now owned by the caller.</returns>
     /// <exception cref="ObjectDisposedException">The connection was already closed or hijacked.</exception>
-    public HijackedConnection Hijack() => shell.Hijack();
+    /// <exception cref="IOException">Bytes already written could not be sent within <see cref="FlushTimeout"/>
+    /// (or sending failed): the connection was closed instead.</exception>
+    public ValueTask<HijackedConnection> HijackAsync(CancellationToken cancellationToken = default) => shell.HijackAsync(cancellationToken);
 
-    /// <summary>Closes the connection: sends what was already written (waiting at most a second for a peer
-    /// that does not read), then disposes the stream. Later calls fail as after <see cref="Hijack"/>.
-    /// Calling it again (or after <see cref="Hijack"/>) does nothing.</summary>
+    /// <summary>Starts closing the connection and returns at once: later calls fail as after
+    /// <see cref="HijackAsync"/>; responses already written are sent (at most <see cref="FlushTimeout"/>), then
+    /// the stream is disposed. Calling it again (or after <see cref="HijackAsync"/>) does nothing. Use
+    /// <see cref="CloseAsync"/> to wait and to learn whether everything written was sent.</summary>
     public void Close() => shell.Close();
+
+    /// <summary>Closes as <see cref="Close"/> does and waits until the stream is disposed.</summary>
+    /// <param name="cancellationToken">Stops waiting (the close goes on).</param>
+    /// <returns>A task that completes when the stream is disposed.</returns>
+    /// <exception cref="IOException">Bytes already written could not be sent within <see cref="FlushTimeout"/>,
+    /// or sending failed; the stream was disposed all the same.</exception>
+    public Task CloseAsync(CancellationToken cancellationToken = default) => shell.CloseAsync(false, cancellationToken).AsTask();
 
     /// <summary>Same as <see cref="Close"/>.</summary>
     public void Dispose() => shell.Close();
 
-    /// <summary>Same as <see cref="Close"/>, disposing the stream asynchronously.</summary>
+    /// <summary>Same as <see cref="CloseAsync"/>, except that it does not throw when written bytes could not be sent.</summary>
     /// <returns>A task that completes when the stream is disposed.</returns>
-    public ValueTask DisposeAsync() => shell.CloseAsync();
+    public ValueTask DisposeAsync() => shell.CloseAsync(true, CancellationToken.None);
 }

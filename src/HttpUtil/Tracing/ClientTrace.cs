@@ -3,9 +3,43 @@ using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using HttpUtil.Core;
-using Microsoft.FSharp.Collections;
 
 namespace HttpUtil;
+
+/// <summary>What <see cref="ClientTrace.GetConn"/> reports.</summary>
+/// <param name="HostPort">The "host:port" a connection is wanted for (IPv6 hosts in brackets).</param>
+public sealed record GetConnInfo(string HostPort);
+
+/// <summary>What <see cref="ClientTrace.PutIdleConn"/> reports.</summary>
+/// <param name="Error">Null when the connection went back to the idle pool; otherwise why it could not
+/// (too many idle, the exchange did not end cleanly, the body was not read to its end within the drain limit).</param>
+public sealed record PutIdleConnInfo(Exception? Error);
+
+/// <summary>What <see cref="ClientTrace.Got1xxResponse"/> reports.</summary>
+/// <param name="Status">The interim status code (102, 103...; never 100 or 101).</param>
+/// <param name="Headers">Its fields, in wire order.</param>
+public sealed record Got1xxResponseInfo(int Status, Headers Headers);
+
+/// <summary>What <see cref="ClientTrace.ConnectStart"/> reports.</summary>
+/// <param name="Network">"tcp".</param>
+/// <param name="Address">The address tried ("127.0.0.1:443", "[::1]:80").</param>
+public sealed record ConnectStartInfo(string Network, string Address);
+
+/// <summary>What <see cref="ClientTrace.ConnectDone"/> reports.</summary>
+/// <param name="Network">"tcp".</param>
+/// <param name="Address">The address tried.</param>
+/// <param name="Error">Why the attempt failed, or null when it connected.</param>
+public sealed record ConnectDoneInfo(string Network, string Address, Exception? Error);
+
+/// <summary>What <see cref="ClientTrace.TlsHandshakeDone"/> reports.</summary>
+/// <param name="State">The negotiated state, or null when the handshake failed.</param>
+/// <param name="Error">Why it failed, or null.</param>
+public sealed record TlsHandshakeDoneInfo(TlsConnectionState? State, Exception? Error);
+
+/// <summary>What <see cref="ClientTrace.WroteHeaderField"/> reports.</summary>
+/// <param name="Name">The field name, as written.</param>
+/// <param name="Values">Its values (one per field line).</param>
+public sealed record WroteHeaderFieldInfo(string Name, IReadOnlyList<string> Values);
 
 /// <summary>What <see cref="ClientTrace.GotConn"/> reports about the connection a request got.</summary>
 /// <param name="Stream">The connection's stream (an <see cref="SslStream"/> for https). Do not read or write it.</param>
@@ -62,25 +96,28 @@ public sealed class ClientTraceException : Exception
 /// waits for them.</para>
 /// <para>After the response has been returned only <see cref="PutIdleConn"/> runs (when the body is read to
 /// its end or disposed), from the thread that read or disposed the body.</para>
-/// <para>A hook that throws fails the operation that fired it with a <see cref="ClientTraceException"/>:
-/// the request (<c>SendAsync</c>, <c>WriteAsync</c>, <c>ReadAsync</c>), or for <see cref="PutIdleConn"/> the
-/// body read that reached the end. The connection is then closed, never reused.</para>
+/// <para>Every hook has one shape: an <see cref="Action"/> for an event that carries nothing, an
+/// <see cref="Action{T}"/> of an info record for one that does.</para>
+/// <para>A hook that throws fails the operation that fired it with a <see cref="ClientTraceException"/>
+/// around what it threw: the request (<c>SendAsync</c>, <c>WriteAsync</c>, <c>ReadAsync</c>), or for
+/// <see cref="PutIdleConn"/> the body read that reached the end. The connection is then closed, never
+/// reused. That is also how <see cref="Got1xxResponse"/> aborts a request (Go's hook returns an error).</para>
 /// </remarks>
 public sealed class ClientTrace
 {
     private static readonly HttpRequestOptionsKey<ClientTrace> Key = new("HttpUtil.ClientTrace");
 
-    private FSharpList<ClientTrace>? layers;
+    private ClientTrace[]? layers;
 
     /// <summary>Before a connection is got for the request: the "host:port" it is for.</summary>
-    public Action<string>? GetConn { get; init; }
+    public Action<GetConnInfo>? GetConn { get; init; }
 
     /// <summary>A connection was got, new or from the idle pool.</summary>
     public Action<GotConnInfo>? GotConn { get; init; }
 
     /// <summary>The connection went back to the idle pool (null) or could not (why: too many idle,
     /// the exchange did not end cleanly, the body was not read to its end within the drain limit).</summary>
-    public Action<Exception?>? PutIdleConn { get; init; }
+    public Action<PutIdleConnInfo>? PutIdleConn { get; init; }
 
     /// <summary>The first byte of the response arrived.</summary>
     public Action? GotFirstResponseByte { get; init; }
@@ -88,9 +125,9 @@ public sealed class ClientTrace
     /// <summary>The server answered <c>100 Continue</c>.</summary>
     public Action? Got100Continue { get; init; }
 
-    /// <summary>An interim 1xx response other than 100 arrived (101 is final): its code and fields.
-    /// Return an exception to abort the request with it; null to go on.</summary>
-    public Func<int, Headers, Exception?>? Got1xxResponse { get; init; }
+    /// <summary>An interim 1xx response other than 100 arrived (101 is final): its code and fields. Throw to
+    /// abort the request (it fails with <see cref="ClientTraceException"/> around what was thrown).</summary>
+    public Action<Got1xxResponseInfo>? Got1xxResponse { get; init; }
 
     /// <summary>A DNS lookup starts.</summary>
     public Action<DnsStartInfo>? DnsStart { get; init; }
@@ -98,20 +135,20 @@ public sealed class ClientTrace
     /// <summary>A DNS lookup ended.</summary>
     public Action<DnsDoneInfo>? DnsDone { get; init; }
 
-    /// <summary>A connection attempt starts: network ("tcp") and address ("127.0.0.1:443"), once per address tried.</summary>
-    public Action<string, string>? ConnectStart { get; init; }
+    /// <summary>A connection attempt starts, once per address tried.</summary>
+    public Action<ConnectStartInfo>? ConnectStart { get; init; }
 
-    /// <summary>A connection attempt ended: network, address and the error, or null when it connected.</summary>
-    public Action<string, string, Exception?>? ConnectDone { get; init; }
+    /// <summary>A connection attempt ended: connected, or the error.</summary>
+    public Action<ConnectDoneInfo>? ConnectDone { get; init; }
 
     /// <summary>The TLS handshake starts.</summary>
     public Action? TlsHandshakeStart { get; init; }
 
-    /// <summary>The TLS handshake ended: the state (null on error) and the error (null on success).</summary>
-    public Action<TlsConnectionState?, Exception?>? TlsHandshakeDone { get; init; }
+    /// <summary>The TLS handshake ended: the state, or the error.</summary>
+    public Action<TlsHandshakeDoneInfo>? TlsHandshakeDone { get; init; }
 
     /// <summary>A header field line was written: name and values, in wire order, once per line.</summary>
-    public Action<string, IReadOnlyList<string>>? WroteHeaderField { get; init; }
+    public Action<WroteHeaderFieldInfo>? WroteHeaderField { get; init; }
 
     /// <summary>The whole head was written.</summary>
     public Action? WroteHeaders { get; init; }
@@ -131,7 +168,7 @@ public sealed class ClientTrace
         return request.Options.TryGetValue(Key, out var trace) ? trace : null;
     }
 
-    private FSharpList<ClientTrace> Layers => layers ?? FSharpList<ClientTrace>.Cons(this, FSharpList<ClientTrace>.Empty);
+    private ClientTrace[] Layers => layers ?? [this];
 
     internal static void Attach(HttpRequestMessage request, ClientTrace trace)
     {
@@ -141,13 +178,12 @@ public sealed class ClientTrace
             request.Options.Set(Key, trace);
             return;
         }
-        request.Options.Set(Key, Compose(Trace.compose(trace.Layers, old.Layers)));
+        request.Options.Set(Key, Compose(CoreAdapter.ComposeLayers(trace.Layers, old.Layers)));
     }
 
-    private static ClientTrace Compose(FSharpList<ClientTrace> layers)
+    private static ClientTrace Compose(ClientTrace[] all)
     {
-        if (layers.Length == 1) return layers.Head;
-        var all = layers.ToArray();
+        if (all.Length == 1) return all[0];
         Action? Each(Func<ClientTrace, Action?> pick)
         {
             var hooks = all.Select(pick).OfType<Action>().ToArray();
@@ -158,36 +194,22 @@ public sealed class ClientTrace
             var hooks = all.Select(pick).OfType<Action<T>>().ToArray();
             return hooks.Length == 0 ? null : a => { foreach (var h in hooks) h(a); };
         }
-        Action<T1, T2>? Each2<T1, T2>(Func<ClientTrace, Action<T1, T2>?> pick)
-        {
-            var hooks = all.Select(pick).OfType<Action<T1, T2>>().ToArray();
-            return hooks.Length == 0 ? null : (a, b) => { foreach (var h in hooks) h(a, b); };
-        }
-        var connectDone = all.Select(t => t.ConnectDone).OfType<Action<string, string, Exception?>>().ToArray();
-        var got1xx = all.Select(t => t.Got1xxResponse).OfType<Func<int, Headers, Exception?>>().ToArray();
         return new ClientTrace
         {
-            layers = layers,
-            GetConn = Each1<string>(t => t.GetConn),
+            layers = all,
+            GetConn = Each1<GetConnInfo>(t => t.GetConn),
             GotConn = Each1<GotConnInfo>(t => t.GotConn),
-            PutIdleConn = Each1<Exception?>(t => t.PutIdleConn),
+            PutIdleConn = Each1<PutIdleConnInfo>(t => t.PutIdleConn),
             GotFirstResponseByte = Each(t => t.GotFirstResponseByte),
             Got100Continue = Each(t => t.Got100Continue),
-            Got1xxResponse = got1xx.Length == 0 ? null : (code, headers) =>
-            {
-                foreach (var h in got1xx)
-                {
-                    if (h(code, headers) is { } abort) return abort;
-                }
-                return null;
-            },
+            Got1xxResponse = Each1<Got1xxResponseInfo>(t => t.Got1xxResponse),
             DnsStart = Each1<DnsStartInfo>(t => t.DnsStart),
             DnsDone = Each1<DnsDoneInfo>(t => t.DnsDone),
-            ConnectStart = Each2<string, string>(t => t.ConnectStart),
-            ConnectDone = connectDone.Length == 0 ? null : (n, a, e) => { foreach (var h in connectDone) h(n, a, e); },
+            ConnectStart = Each1<ConnectStartInfo>(t => t.ConnectStart),
+            ConnectDone = Each1<ConnectDoneInfo>(t => t.ConnectDone),
             TlsHandshakeStart = Each(t => t.TlsHandshakeStart),
-            TlsHandshakeDone = Each2<TlsConnectionState?, Exception?>(t => t.TlsHandshakeDone),
-            WroteHeaderField = Each2<string, IReadOnlyList<string>>(t => t.WroteHeaderField),
+            TlsHandshakeDone = Each1<TlsHandshakeDoneInfo>(t => t.TlsHandshakeDone),
+            WroteHeaderField = Each1<WroteHeaderFieldInfo>(t => t.WroteHeaderField),
             WroteHeaders = Each(t => t.WroteHeaders),
             Wait100Continue = Each(t => t.Wait100Continue),
             WroteRequest = Each1<WroteRequestInfo>(t => t.WroteRequest),
@@ -229,27 +251,6 @@ internal static class Hooks
     {
         if (hook is null) return;
         try { hook(arg); }
-        catch (Exception ex) { throw new ClientTraceException(name, ex); }
-    }
-
-    public static void Fire<T1, T2>(string name, Action<T1, T2>? hook, T1 a, T2 b)
-    {
-        if (hook is null) return;
-        try { hook(a, b); }
-        catch (Exception ex) { throw new ClientTraceException(name, ex); }
-    }
-
-    public static void Fire<T1, T2, T3>(string name, Action<T1, T2, T3>? hook, T1 a, T2 b, T3 c)
-    {
-        if (hook is null) return;
-        try { hook(a, b, c); }
-        catch (Exception ex) { throw new ClientTraceException(name, ex); }
-    }
-
-    public static Exception? Ask(string name, Func<int, Headers, Exception?>? hook, int code, Headers headers)
-    {
-        if (hook is null) return null;
-        try { return hook(code, headers); }
         catch (Exception ex) { throw new ClientTraceException(name, ex); }
     }
 }

@@ -5,44 +5,41 @@ using HttpUtil.Core;
 namespace HttpUtil;
 
 /// <summary>
-/// A message body read from the connection as the caller reads it, framed as the core decided
-/// (Content-Length, chunked, until close, or none). Chunked trailers are handed to a callback at the
-/// end. A framing error or a truncated body throws <see cref="MalformedMessageException"/> and breaks
-/// the connection's read side; so does an I/O failure or a cancellation part way.
+/// A message body read from the connection as the caller reads it. The core's body decoder decides
+/// everything about the framing (Content-Length, chunked, until close, or none): where data is, where the
+/// body ends, and when it is broken or cut short. This stream only moves bytes, hands chunked trailers to a
+/// callback at the end, and reports a failure (which breaks the connection's read side). A broken or
+/// truncated body throws <see cref="MalformedMessageException"/> (an <see cref="IOException"/>).
 /// </summary>
 internal sealed class BodyReadStream : Stream
 {
     private readonly PipeReader reader;
-    private readonly Framing.BodyLength framing;
     private readonly bool isRequest;
     private readonly ParserSettings settings;
     private readonly Action<Headers>? onTrailers;
-    private readonly Action<ConnError> onFailure;
-    private readonly string objectName;
+    private readonly Action<Exception> onFailure;
     private readonly SemaphoreSlim gate = new(1, 1);
     private Func<CancellationToken, ValueTask>? beforeFirstRead;
-    private long remaining;
+    private readonly bool chunked;
+    private BodyDecoder decoder;
     private long read;
-    private ChunkedDecoder decoder = ChunkedDecoder.Start;
     private bool finished;
     private bool disposed;
     private Exception? failure;
     private Action<bool>? ended;
 
     public BodyReadStream(PipeReader reader, Framing.BodyLength framing, bool isRequest, ParserSettings settings,
-        Action<Headers>? onTrailers, Func<CancellationToken, ValueTask>? beforeFirstRead, Action<ConnError> onFailure,
-        string objectName)
+        Action<Headers>? onTrailers, Func<CancellationToken, ValueTask>? beforeFirstRead, Action<Exception> onFailure)
     {
         this.reader = reader;
-        this.framing = framing;
         this.isRequest = isRequest;
         this.settings = settings;
         this.onTrailers = onTrailers;
         this.beforeFirstRead = beforeFirstRead;
         this.onFailure = onFailure;
-        this.objectName = objectName;
-        if (framing is Framing.BodyLength.ContentLength cl) remaining = cl.Item;
-        finished = framing.IsNoBody || (framing.IsContentLength && remaining == 0);
+        decoder = CoreAdapter.NewDecoder(framing);
+        chunked = CoreAdapter.EndsWithTrailers(framing);
+        finished = decoder.Finished;
     }
 
     /// <summary>True once the body has been read to its end (trailers included).</summary>
@@ -145,107 +142,49 @@ internal sealed class BodyReadStream : Stream
         if (finished) return 0;
         try
         {
-            var n = framing switch
-            {
-                Framing.BodyLength.ContentLength => await ReadLengthAsync(dest, ct).ConfigureAwait(false),
-                _ when framing.IsChunked => await ReadChunkedAsync(dest, ct).ConfigureAwait(false),
-                _ => await ReadUntilCloseAsync(dest, ct).ConfigureAwait(false),
-            };
+            var n = await DecodeAsync(dest, ct).ConfigureAwait(false);
             read += n;
             return n;
-        }
-        catch (MalformedMessageException ex)
-        {
-            failure = ex;
-            onFailure(ConnError.NewMalformed(ex.Error));
-            throw;
         }
         catch (Exception ex)
         {
             failure = ex;
-            onFailure(ConnError.NewTransport(ex));
+            onFailure(ex);
             throw;
         }
     }
 
-    private MalformedMessageException Truncated() => new(HttpErrorModule.create(ErrorKind.UnexpectedEnd, read,
-        $"the connection ended after {read} bytes of the body"));
-
-    private async ValueTask<ReadResult> ReadPipeAsync(CancellationToken ct)
-    {
-        var rr = await reader.ReadAsync(ct).ConfigureAwait(false);
-        if (rr.IsCanceled) throw new OperationCanceledException("the pending read was cancelled");
-        return rr;
-    }
-
-    private async ValueTask<int> ReadLengthAsync(Memory<byte> dest, CancellationToken ct)
-    {
-        var rr = await ReadPipeAsync(ct).ConfigureAwait(false);
-        var buffer = rr.Buffer;
-        if (buffer.IsEmpty && rr.IsCompleted)
-        {
-            reader.AdvanceTo(buffer.Start);
-            throw Truncated();
-        }
-        var n = (int)Math.Min(Math.Min(buffer.Length, remaining), dest.Length);
-        buffer.Slice(0, n).CopyTo(dest.Span);
-        reader.AdvanceTo(buffer.GetPosition(n));
-        remaining -= n;
-        if (remaining == 0) finished = true;
-        return n;
-    }
-
-    private async ValueTask<int> ReadUntilCloseAsync(Memory<byte> dest, CancellationToken ct)
-    {
-        var rr = await ReadPipeAsync(ct).ConfigureAwait(false);
-        var buffer = rr.Buffer;
-        if (buffer.IsEmpty && rr.IsCompleted)
-        {
-            reader.AdvanceTo(buffer.Start);
-            finished = true;
-            return 0;
-        }
-        var n = (int)Math.Min(buffer.Length, dest.Length);
-        buffer.Slice(0, n).CopyTo(dest.Span);
-        reader.AdvanceTo(buffer.GetPosition(n));
-        return n;
-    }
-
-    private async ValueTask<int> ReadChunkedAsync(Memory<byte> dest, CancellationToken ct)
+    /// <summary>Reads and decodes until at least one body byte is in <paramref name="dest"/> or the body ended.</summary>
+    private async ValueTask<int> DecodeAsync(Memory<byte> dest, CancellationToken ct)
     {
         while (true)
         {
-            var rr = await ReadPipeAsync(ct).ConfigureAwait(false);
+            var rr = await reader.ReadAsync(ct).ConfigureAwait(false);
+            if (rr.IsCanceled) throw new OperationCanceledException("the pending read was cancelled");
             var buffer = rr.Buffer;
-            var result = Chunked.decode(settings, isRequest, decoder, buffer);
-            if (result.IsError)
+            var step = CoreAdapter.Decode(settings, isRequest, ref decoder, buffer, rr.IsCompleted);
+            switch (step.Kind)
             {
-                reader.AdvanceTo(buffer.Start);
-                throw new MalformedMessageException(result.ErrorValue);
-            }
-            var step = result.ResultValue;
-            switch (step.Output.Tag)
-            {
-                case ChunkedOutput.Tags.BodyData:
+                case BodyReadKind.Data:
                 {
-                    var data = step.Output.Data;
-                    var n = (int)Math.Min(data.Length, dest.Length);
-                    data.Slice(0, n).CopyTo(dest.Span);
-                    var unused = data.Length - n;
-                    decoder = Chunked.giveBack(unused, step.Decoder);
+                    var n = (int)Math.Min(step.Data.Length, dest.Length);
+                    step.Data.Slice(0, n).CopyTo(dest.Span);
+                    var unused = step.Data.Length - n;
+                    CoreAdapter.GiveBack(ref decoder, unused);
                     reader.AdvanceTo(buffer.GetPosition(step.Consumed - unused));
+                    finished = decoder.Finished;
                     return n;
                 }
-                case ChunkedOutput.Tags.BodyEnd:
-                    decoder = step.Decoder;
+                case BodyReadKind.End:
                     reader.AdvanceTo(buffer.GetPosition(step.Consumed));
                     finished = true;
-                    onTrailers?.Invoke(step.Output.Trailers!);
+                    if (chunked) onTrailers?.Invoke(step.Trailers!);
                     return 0;
+                case BodyReadKind.Error:
+                    reader.AdvanceTo(buffer.Start);
+                    throw new MalformedMessageException(step.Error!);
                 default:
-                    decoder = step.Decoder;
                     reader.AdvanceTo(buffer.GetPosition(step.Consumed), buffer.End);
-                    if (rr.IsCompleted) throw Truncated();
                     break;
             }
         }

@@ -131,7 +131,7 @@ let responseHasNoBody (requestMethod: string) (status: int) =
     || (status >= 100 && status < 200)
     || status = 204
     || status = 304
-    || (requestMethod = "CONNECT" && status >= 200 && status < 300)
+    || (requestMethod = "CONNECT" && Message.connectSucceeded status)
 
 /// The body length of a response to a request with method `requestMethod` (RFC 9112 section 6.3,
 /// rules 1 to 7). Content-Length on a bodiless response describes the representation, not the
@@ -196,6 +196,14 @@ let planResponse
         | Known n when n >= 0L -> struct (ContentLength n, false)
         | _ when requestVersion = Http11 && responseVersion = Http11 -> struct (Chunked, false)
         | _ -> struct (UntilClose, true)
+
+/// True when a body framed as `length` puts body bytes on the wire (a zero Content-Length and
+/// no body at all do not).
+let sendsBody (length: BodyLength) =
+    match length with
+    | NoBody
+    | ContentLength 0L -> false
+    | _ -> true
 
 /// `headers` with the framing fields set for `length`: Content-Length for a length, Transfer-Encoding
 /// chunked for chunked (and no Content-Length), neither when the body runs until close. With

@@ -231,6 +231,14 @@ let parseRequestHead
                 scanSection rest true (max budget 0) limits.MaxLineLength limits.MaxHeaderCount ErrorKind.HeadTooLarge
             with
             | ScanNeedMore -> Ok NeedMore
+            | ScanFailed e when e.Kind = ErrorKind.LineTooLong && e.Offset = 0L ->
+                // The request-line itself is too long: 414 URI Too Long, not 431.
+                Error(
+                    HttpError.create
+                        ErrorKind.RequestLineTooLong
+                        skip
+                        (sprintf "the request-line is longer than %d bytes (limit MaxLineLength)" limits.MaxLineLength)
+                )
             | ScanFailed e -> Error(HttpError.shift skip e)
             | ScanFound length ->
                 runSection Grammar.requestHead settings (rest.Slice(0, length)) skip

@@ -1,6 +1,5 @@
 using System.IO.Pipelines;
 using HttpUtil.Core;
-using Microsoft.FSharp.Core;
 
 namespace HttpUtil;
 
@@ -22,7 +21,13 @@ namespace HttpUtil;
 /// <para>Bodies stream: a response's content reads from the connection as it is read. The next read
 /// first reads and drops what is left of it, up to <see cref="MaxDrainBytes"/>; beyond that the
 /// connection is closed and <see cref="DrainLimitException"/> thrown. Interim 1xx responses (except
-/// 101) are read past and listed by <see cref="WireMessage.GetInterimResponses"/>.</para>
+/// 101) are read past and listed by <see cref="WireMessage.GetInterimResponses"/>; more than
+/// <c>Limits.MaxInterimResponses</c> of them, or more bytes of them than <c>Limits.MaxHeadBytes</c>, fail the
+/// read with <see cref="MalformedMessageException"/> (<c>TooManyInterimResponses</c>).</para>
+/// <para>Writes complete when the bytes are in the connection's output buffer, not on the wire: a send loop
+/// puts them there. If sending fails, the writing side breaks and later writes throw an
+/// <see cref="IOException"/> that says the connection broke earlier. <see cref="CloseAsync"/> and
+/// <see cref="HijackAsync"/> send what was written before they let go of the stream.</para>
 /// </remarks>
 public sealed class ClientConn : IAsyncDisposable, IDisposable
 {
@@ -41,7 +46,7 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
 
     internal ClientConn(Stream stream, PipeReader? reader, bool proxy)
     {
-        shell = new ConnectionShell(Role.ClientRole, stream, reader, nameof(ClientConn));
+        shell = new ConnectionShell(true, stream, reader, nameof(ClientConn));
         this.proxy = proxy;
     }
 
@@ -76,31 +81,46 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     /// </summary>
     public TimeSpan? ExpectContinueTimeout { get; init; }
 
+    /// <summary>How long <see cref="CloseAsync"/>, <see cref="Close"/> and <see cref="HijackAsync"/> wait for bytes
+    /// already written to be sent to a peer that does not read (default 5 s). Past it the connection is closed
+    /// and <see cref="CloseAsync"/> and <see cref="HijackAsync"/> throw <see cref="IOException"/>.</summary>
+    public TimeSpan FlushTimeout
+    {
+        get => shell.FlushTimeout;
+        init => shell.FlushTimeout = value >= TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
+    }
+
     /// <summary>Requests written whose responses have not been read yet.</summary>
-    public int Pending => shell.Pending;
+    public int Pending => shell.Gate.Pending;
 
     /// <summary>
     /// Writes <paramref name="request"/>: its head, then its content (Content-Length when the content
     /// knows its length, chunked otherwise; HTTP/1.0 needs a known length). Host comes from
-    /// <c>Headers.Host</c> or the URI.
+    /// <c>Headers.Host</c> or the URI; an HTTP/1.1 request with a relative URI needs <c>Headers.Host</c>
+    /// (RFC 9112 section 3.2).
     /// </summary>
     /// <param name="request">The request; its <c>RequestUri</c> is required.</param>
     /// <param name="cancellationToken">Cancels the wait for the turn or the write. A write cancelled part
     /// way breaks the write side.</param>
-    /// <returns>A task that completes when the request has been handed to the stream.</returns>
-    /// <exception cref="ArgumentException">The request cannot be put on the wire (no URI, a header value
-    /// with CR or LF...); nothing was written and the connection is unchanged.</exception>
+    /// <returns>A task that completes when the request is in the connection's output buffer (not yet
+    /// necessarily on the wire).</returns>
+    /// <exception cref="ArgumentException">The request cannot be put on the wire (no URI, no Host for HTTP/1.1,
+    /// a header value with CR or LF...); nothing was written and the connection is unchanged.</exception>
     /// <exception cref="PersistEofException">The connection has ended logically.</exception>
-    /// <exception cref="ObjectDisposedException">After <see cref="Close"/> or <see cref="Hijack"/>.</exception>
+    /// <exception cref="ObjectDisposedException">After <see cref="Close"/> or <see cref="HijackAsync"/>.</exception>
     /// <exception cref="IOException">The stream failed, now or before.</exception>
     public async Task WriteAsync(HttpRequestMessage request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var (head, plan) = MessageMapping.ToRequestHead(request, proxy);
-        var (slot, _) = await shell.TakeTurnAsync(ConnEvent.NewStartWriteRequest(Connection.requestCloses(head)), Phase.RequestPhase,
-            FSharpValueOption<int>.ValueNone, cancellationToken).ConfigureAwait(false);
-        await shell.WriteRequestAsync(slot, head, request.Content, plan, ClientTrace.FromRequest(request), ExpectContinueTimeout,
-            cancellationToken).ConfigureAwait(false);
+        var outgoing = CoreAdapter.PrepareRequest(request, proxy);
+        var (slot, _) = await shell.Gate.TakeTurnAsync(static (m, closes) => m.StartWriteRequest(closes), outgoing.Closes,
+            ExchangePhase.Request, null, cancellationToken).ConfigureAwait(false);
+        TimeSpan? wait = ExpectContinueTimeout is { } t && outgoing.ExpectsContinue && shell.Gate.MayAwaitContinue(slot) && shell.PreviousBodyFinished
+            ? t
+            : null;
+        var tally = wait is null ? new InterimTally() : shell.NewTally(slot);
+        await shell.Messages.WriteRequestAsync(slot, outgoing, request.Content, ClientTrace.FromRequest(request), wait, tally, cancellationToken)
+            .ConfigureAwait(false);
         shell.RememberSlot(request, slot);
     }
 
@@ -117,7 +137,7 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     /// <exception cref="MalformedMessageException">The response breaks HTTP/1.x, or ended part way.</exception>
     /// <exception cref="EndOfStreamException">The server closed the connection before the response began.</exception>
     /// <exception cref="PersistEofException">An earlier response ended the connection.</exception>
-    /// <exception cref="ObjectDisposedException">After <see cref="Close"/> or <see cref="Hijack"/>.</exception>
+    /// <exception cref="ObjectDisposedException">After <see cref="Close"/> or <see cref="HijackAsync"/>.</exception>
     public async Task<HttpResponseMessage> ReadAsync(HttpRequestMessage request, CancellationToken cancellationToken = default) =>
         (await ReadCoreAsync(request, cancellationToken).ConfigureAwait(false)).Response;
 
@@ -127,48 +147,60 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     {
         ArgumentNullException.ThrowIfNull(request);
         var known = shell.TakeSlot(request);
-        var (slot, _) = await shell.TakeTurnAsync(ConnEvent.NewStartReadResponse(known), Phase.ResponsePhase, known, cancellationToken)
-            .ConfigureAwait(false);
-        await shell.DrainPreviousAsync(Phase.ResponsePhase, slot, cancellationToken).ConfigureAwait(false);
+        var (slot, _) = await shell.Gate.TakeTurnAsync(static (m, s) => m.StartReadResponse(s), known, ExchangePhase.Response, known,
+            cancellationToken).ConfigureAwait(false);
+        await shell.DrainPreviousAsync(ExchangePhase.Response, slot, cancellationToken).ConfigureAwait(false);
         var trace = ClientTrace.FromRequest(request);
-        var seen = shell.TakeProgress(slot);
-        Action? firstByte = seen is { FirstByteSeen: true } || trace?.GotFirstResponseByte is null
+        var tally = shell.TakeTally(slot);
+        Action? firstByte = tally.FirstByteSeen || trace?.GotFirstResponseByte is null
             ? null
             : () => Hooks.Fire(nameof(ClientTrace.GotFirstResponseByte), trace.GotFirstResponseByte);
+        if (!tally.FirstByteSeen) shell.Heads.ResetProgress();
         var method = request.Method.Method;
-        var interim = seen?.Interim;
         Parsed<ResponseHead> parsed;
+        IncomingResponse incoming;
         while (true)
         {
-            parsed = await shell.ReadHeadOrFailAsync(Phase.ResponsePhase, slot, Parser.parseResponseHead, firstByte, cancellationToken)
+            if (tally.Error is { } tooMany) throw Malformed(slot, tooMany);
+            parsed = await shell.Heads.ReadAsync(ExchangePhase.Response, slot, CoreAdapter.ParseResponseHead, firstByte, cancellationToken)
                 .ConfigureAwait(false);
             firstByte = null;
-            if (!Connection.isInterim(parsed.Head.Status)) break;
-            (interim ??= []).Add(parsed.Head);
+            incoming = CoreAdapter.ReadResponse(method, parsed.Head, out var error) ?? throw Malformed(slot, error!);
+            if (!CoreAdapter.IsInterim(incoming)) break;
+            if (tally.Add(shell.Settings, parsed.Head, parsed.Raw.Length) is { } limit) throw Malformed(slot, limit);
             try
             {
-                if (parsed.Head.Status == 100) Hooks.Fire(nameof(ClientTrace.Got100Continue), trace?.Got100Continue);
-                else if (Hooks.Ask(nameof(ClientTrace.Got1xxResponse), trace?.Got1xxResponse, parsed.Head.Status, parsed.Head.Headers) is { } abort)
-                    throw abort;
+                if (CoreAdapter.IsContinue(parsed.Head)) Hooks.Fire(nameof(ClientTrace.Got100Continue), trace?.Got100Continue);
+                else Hooks.Fire(nameof(ClientTrace.Got1xxResponse), trace?.Got1xxResponse, new Got1xxResponseInfo(parsed.Head.Status, parsed.Head.Headers));
             }
             catch (Exception ex)
             {
-                throw shell.Fail(Phase.ResponsePhase, slot, ConnError.NewTransport(ex), ex);
+                shell.Gate.Step(static (m, a) => m.Failed(ExchangePhase.Response, a.slot, a.ex), (slot, ex));
+                throw;
             }
         }
-        var framing = Framing.responseBody(method, parsed.Head);
-        if (framing.IsError) throw shell.Fail(Phase.ResponsePhase, slot, ConnError.NewMalformed(framing.ErrorValue));
-        var closes = Connection.responseClosesWith(parsed.Head, framing.ResultValue);
         HttpResponseMessage? response = null;
-        var body = shell.NewBody(framing.ResultValue, false, trailers => CopyTrailers(response!, trailers), null);
-        var wire = new WireInfo { Response = parsed.Head, Raw = parsed.Raw, IsLast = closes, Interim = interim ?? (IReadOnlyList<ResponseHead>)[] };
+        var body = shell.NewBody(incoming.Body, false, trailers => CopyTrailers(response!, trailers), null);
+        var wire = new WireInfo
+        {
+            Response = parsed.Head, Raw = parsed.Raw, IsLast = incoming.Closes, Interim = tally.Heads ?? (IReadOnlyList<ResponseHead>)[],
+        };
         response = MessageMapping.ToResponse(parsed.Head, wire, request, body);
-        shell.Step(ConnEvent.NewHeadRead(slot, closes, false));
+        shell.Gate.Step(static (m, a) => m.HeadRead(a.slot, a.closes, false), (slot, closes: incoming.Closes));
         return (response, body);
     }
 
-    /// <summary>The core's view of the connection (for <see cref="Transport"/>'s reuse decision).</summary>
-    internal ConnState State => shell.State;
+    private MalformedMessageException Malformed(int slot, HttpError error)
+    {
+        shell.Gate.Step(static (m, a) => m.Malformed(ExchangePhase.Response, a.slot, a.error), (slot, error));
+        return new MalformedMessageException(error);
+    }
+
+    /// <summary>True when the connection may carry another exchange now (for <see cref="Transport"/>'s reuse decision).</summary>
+    internal bool Reusable => shell.Gate.Reusable;
+
+    /// <summary>True when the last response read (or attempt) saw at least one byte (for the retry rule).</summary>
+    internal bool SawResponseBytes => shell.Heads.SawBytes;
 
     private static void CopyTrailers(HttpResponseMessage response, Headers trailers)
     {
@@ -186,26 +218,36 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     }
 
     /// <summary>
-    /// Takes the connection over: returns the stream and the reader holding any input not consumed yet
-    /// (for example the start of a tunnel after a 101 or a CONNECT). Operations still waiting for their
-    /// turn, and every later call, throw <see cref="ObjectDisposedException"/>; operations already running
-    /// are not stopped.
+    /// Takes the connection over (Go's <c>Hijack</c>): once the bytes already written have been sent, returns
+    /// the stream and the reader holding any input not consumed yet (for example the start of a tunnel after a
+    /// 101 or a CONNECT). Operations still waiting for their turn, and every later call, throw
+    /// <see cref="ObjectDisposedException"/>; operations already running are not stopped.
     /// </summary>
-    /// <remarks>Bytes already written are sent first: the call blocks until they are (at most 5 seconds,
-    /// for a peer that does not read).</remarks>
+    /// <param name="cancellationToken">Cancels the wait for the written bytes to go out.</param>
     /// <returns>The stream and its reader, now owned by the caller.</returns>
     /// <exception cref="ObjectDisposedException">The connection was already closed or hijacked.</exception>
-    public HijackedConnection Hijack() => shell.Hijack();
+    /// <exception cref="IOException">Bytes already written could not be sent within <see cref="FlushTimeout"/>
+    /// (or sending failed): the connection was closed instead.</exception>
+    public ValueTask<HijackedConnection> HijackAsync(CancellationToken cancellationToken = default) => shell.HijackAsync(cancellationToken);
 
-    /// <summary>Closes the connection: sends what was already written (waiting at most a second for a peer
-    /// that does not read), then disposes the stream. Waiting operations, and every later call,
-    /// throw <see cref="ObjectDisposedException"/>. Calling it again (or after <see cref="Hijack"/>) does nothing.</summary>
+    /// <summary>Starts closing the connection and returns at once: waiting operations, and every later call,
+    /// throw <see cref="ObjectDisposedException"/>; bytes already written are sent (at most
+    /// <see cref="FlushTimeout"/>), then the stream is disposed. Calling it again (or after
+    /// <see cref="HijackAsync"/>) does nothing. Use <see cref="CloseAsync"/> to wait and to learn whether
+    /// everything written was sent.</summary>
     public void Close() => shell.Close();
+
+    /// <summary>Closes as <see cref="Close"/> does and waits until the stream is disposed.</summary>
+    /// <param name="cancellationToken">Stops waiting (the close goes on).</param>
+    /// <returns>A task that completes when the stream is disposed.</returns>
+    /// <exception cref="IOException">Bytes already written could not be sent within <see cref="FlushTimeout"/>,
+    /// or sending failed; the stream was disposed all the same.</exception>
+    public Task CloseAsync(CancellationToken cancellationToken = default) => shell.CloseAsync(false, cancellationToken).AsTask();
 
     /// <summary>Same as <see cref="Close"/>.</summary>
     public void Dispose() => shell.Close();
 
-    /// <summary>Same as <see cref="Close"/>, disposing the stream asynchronously.</summary>
+    /// <summary>Same as <see cref="CloseAsync"/>, except that it does not throw when written bytes could not be sent.</summary>
     /// <returns>A task that completes when the stream is disposed.</returns>
-    public ValueTask DisposeAsync() => shell.CloseAsync();
+    public ValueTask DisposeAsync() => shell.CloseAsync(true, CancellationToken.None);
 }

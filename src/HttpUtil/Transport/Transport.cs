@@ -15,10 +15,12 @@ namespace HttpUtil;
 /// <para>Each request runs on one <see cref="ClientConn"/> at a time (no pipelining). A connection goes
 /// back to the idle pool only when the core says the exchange ended cleanly (no error, nothing pending,
 /// no <c>Connection: close</c>) and the response body was read to its end, or, when the body is disposed
-/// early, drained within <see cref="MaxResponseDrainBytes"/> and one second.</para>
-/// <para>A request that fails on a reused idle connection before any response byte arrived is sent once
-/// more on a new connection when its method is idempotent (or it has an <c>Idempotency-Key</c>) and its
-/// content can be sent again (none, or in-memory content such as <see cref="ByteArrayContent"/>).</para>
+/// early, drained within <see cref="MaxResponseDrainBytes"/> and <see cref="ResponseDrainTimeout"/>.</para>
+/// <para>A request whose reused idle connection dies (reset, closed, a failed send) before any response byte
+/// arrived is sent once more on a new connection when its method is idempotent (or it has an
+/// <c>Idempotency-Key</c>) and its content can be sent again (none, or in-memory content such as
+/// <see cref="ByteArrayContent"/>), as Go's Transport does: a server may close an idle connection just as a
+/// request goes out.</para>
 /// <para>Failures to resolve, connect, handshake, write or read throw <see cref="HttpRequestException"/>
 /// with the cause inside; cancellation throws <see cref="OperationCanceledException"/>; a hook that throws
 /// gives <see cref="ClientTraceException"/>.</para>
@@ -56,6 +58,10 @@ public sealed class Transport : HttpMessageHandler
 
     /// <summary>Most bytes of an unread response body drained to reuse the connection (default 256 KiB).</summary>
     public long MaxResponseDrainBytes { get; init; } = 256 * 1024;
+
+    /// <summary>How long draining an unread response body (after the caller disposed it early) may take before
+    /// the connection is closed instead of reused (default 1 s).</summary>
+    public TimeSpan ResponseDrainTimeout { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>A forward proxy (<c>http://host:port</c>): http requests go to it in absolute form, https
     /// requests through a CONNECT tunnel. Null (the default) connects directly.</summary>
@@ -102,8 +108,9 @@ public sealed class Transport : HttpMessageHandler
         }
         var proxy = Proxy;
         var target = new PoolKey(uri.Scheme, uri.IdnHost, uri.Port, proxy?.ToString() ?? "");
-        var key = proxy is not null && uri.Scheme == Uri.UriSchemeHttp
-            ? new PoolKey("http", proxy.IdnHost, proxy.Port, proxy.ToString())
+        // Plain http through a proxy shares the proxy's connections; a tunnel is per target.
+        var key = CoreAdapter.Route(uri.Scheme, proxy is not null).AbsoluteForm
+            ? new PoolKey("http", proxy!.IdnHost, proxy.Port, proxy.ToString())
             : target;
         var trace = ClientTrace.FromRequest(request);
         var pool = pools.GetOrAdd(key, static (_, t) => new HostPool(t.MaxIdleConnsPerHost, t.MaxConnsPerHost, t.IdleConnTimeout), this);
@@ -111,14 +118,12 @@ public sealed class Transport : HttpMessageHandler
         while (true)
         {
             // Per-request hook arguments are built only when the hook is set: no cost without a trace.
-            if (trace?.GetConn is { } getConn) Hooks.Fire(nameof(ClientTrace.GetConn), getConn, target.HostPort);
+            if (trace?.GetConn is { } getConn) Hooks.Fire(nameof(ClientTrace.GetConn), getConn, new GetConnInfo(target.HostPort));
             var (conn, reused) = await GetConnAsync(pool, key, proxy, fresh, trace, cancellationToken).ConfigureAwait(false);
             conn.Used = true;
-            var writing = true;
             try
             {
                 await conn.Client.WriteAsync(request, cancellationToken).ConfigureAwait(false);
-                writing = false;
                 var (response, body) = await conn.Client.ReadCoreAsync(request, cancellationToken).ConfigureAwait(false);
                 body.OnEnded(clean => Release(pool, conn, body, clean, trace));
                 return response;
@@ -126,7 +131,7 @@ public sealed class Transport : HttpMessageHandler
             catch (Exception ex)
             {
                 pool.Discard(conn);
-                if (!fresh && IsRetryable(ex, writing, reused, request))
+                if (!fresh && IsRetryable(ex, reused, conn.Client.SawResponseBytes, request))
                 {
                     fresh = true;
                     continue;
@@ -179,12 +184,12 @@ public sealed class Transport : HttpMessageHandler
         Exception? why = null;
         if (disposed) why = new ObjectDisposedException(nameof(Transport), "the transport was disposed");
         else if (!clean) why = new IOException("the response body failed before its end");
-        else if (!Connection.reusable(conn.Client.State)) why = new IOException("the exchange ended the connection (Connection: close, HTTP/1.0, or an error)");
+        else if (!conn.Client.Reusable) why = new IOException("the exchange ended the connection (Connection: close, HTTP/1.0, or an error)");
         why ??= pool.Put(conn);
         if (why is not null) pool.Discard(conn);
         try
         {
-            Hooks.Fire(nameof(ClientTrace.PutIdleConn), trace?.PutIdleConn, why);
+            if (trace?.PutIdleConn is { } put) Hooks.Fire(nameof(ClientTrace.PutIdleConn), put, new PutIdleConnInfo(why));
         }
         catch (ClientTraceException) when (why is null)
         {
@@ -198,7 +203,7 @@ public sealed class Transport : HttpMessageHandler
         bool drained;
         try
         {
-            using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+            using var limit = new CancellationTokenSource(ResponseDrainTimeout);
             drained = await body.DrainAsync(MaxResponseDrainBytes, limit.Token).ConfigureAwait(false);
         }
         catch (Exception)
@@ -213,8 +218,8 @@ public sealed class Transport : HttpMessageHandler
         pool.Discard(conn);
         try
         {
-            trace?.PutIdleConn?.Invoke(new IOException(
-                $"the response body was disposed before its end and more than {MaxResponseDrainBytes} bytes (or one second) were left"));
+            trace?.PutIdleConn?.Invoke(new PutIdleConnInfo(new IOException(
+                $"the response body was disposed before its end and more than {MaxResponseDrainBytes} bytes were left (or they took longer than ResponseDrainTimeout)")));
         }
         catch (Exception)
         {
@@ -222,13 +227,9 @@ public sealed class Transport : HttpMessageHandler
         }
     }
 
-    private static bool IsRetryable(Exception ex, bool writing, bool reused, HttpRequestMessage request)
-    {
-        // The connection proved dead: the write failed, or the input ended where the response would start.
-        var dead = ex is EndOfStreamException || (writing && ex is IOException);
-        var replayable = request.Content is null or ByteArrayContent or ReadOnlyMemoryContent;
-        return Connection.retryable(reused, !dead, request.Method.Method, request.Headers.Contains("Idempotency-Key"), replayable);
-    }
+    /// <summary>The core's retry rule, fed with what is known of the failed attempt.</summary>
+    private static bool IsRetryable(Exception ex, bool reused, bool gotResponseBytes, HttpRequestMessage request) =>
+        CoreAdapter.ShouldRetry(request, reused, CoreAdapter.IsConnectionLost(ex), gotResponseBytes);
 
     private static Exception Wrap(Exception ex) => ex switch
     {

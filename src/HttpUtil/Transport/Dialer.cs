@@ -19,13 +19,14 @@ internal sealed class Dialer(Transport options)
 
     public async Task<PooledConnection> DialAsync(PoolKey key, Uri? proxy, ClientTrace? trace, CancellationToken ct)
     {
-        var (host, port) = proxy is null ? (key.Host, key.Port) : (proxy.IdnHost, proxy.Port);
+        var route = CoreAdapter.Route(key.Scheme, proxy is not null);
+        var (host, port) = route.ToProxy ? (proxy!.IdnHost, proxy.Port) : (key.Host, key.Port);
         var addresses = IPAddress.TryParse(host, out var literal) ? [literal] : await ResolveAsync(host, trace, ct).ConfigureAwait(false);
         var socket = await ConnectAsync(addresses, host, port, trace, ct).ConfigureAwait(false);
         Stream stream = new NetworkStream(socket, ownsSocket: true);
         try
         {
-            if (proxy is not null && key.Scheme == "https") stream = await TunnelAsync(stream, key, ct).ConfigureAwait(false);
+            if (route.Tunnel) stream = await TunnelAsync(stream, key, ct).ConfigureAwait(false);
             if (key.Scheme == "https") stream = await HandshakeAsync(stream, key.Host, trace, ct).ConfigureAwait(false);
         }
         catch
@@ -33,7 +34,7 @@ internal sealed class Dialer(Transport options)
             await stream.DisposeAsync().ConfigureAwait(false);
             throw;
         }
-        var client = new ClientConn(stream, null, proxy is not null && key.Scheme == "http")
+        var client = new ClientConn(stream, null, route.AbsoluteForm)
         {
             ParserSettings = options.ParserSettings,
             MaxDrainBytes = options.MaxResponseDrainBytes,
@@ -109,7 +110,7 @@ internal sealed class Dialer(Transport options)
         {
             var endPoint = new IPEndPoint(address, port);
             var text = endPoint.ToString();
-            Hooks.Fire(nameof(ClientTrace.ConnectStart), trace?.ConnectStart, "tcp", text);
+            if (trace?.ConnectStart is { } connectStart) Hooks.Fire(nameof(ClientTrace.ConnectStart), connectStart, new ConnectStartInfo("tcp", text));
             var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             Exception? error = null;
             using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct))
@@ -132,7 +133,7 @@ internal sealed class Dialer(Transport options)
             {
                 try
                 {
-                    Hooks.Fire(nameof(ClientTrace.ConnectDone), trace?.ConnectDone, "tcp", text, (Exception?)null);
+                    if (trace?.ConnectDone is { } connected) Hooks.Fire(nameof(ClientTrace.ConnectDone), connected, new ConnectDoneInfo("tcp", text, null));
                 }
                 catch
                 {
@@ -142,7 +143,7 @@ internal sealed class Dialer(Transport options)
                 return socket;
             }
             socket.Dispose();
-            Hooks.Fire(nameof(ClientTrace.ConnectDone), trace?.ConnectDone, "tcp", text, error);
+            if (trace?.ConnectDone is { } failed) Hooks.Fire(nameof(ClientTrace.ConnectDone), failed, new ConnectDoneInfo("tcp", text, error));
             if (error is OperationCanceledException) throw error;
             last = error;
         }
@@ -155,9 +156,9 @@ internal sealed class Dialer(Transport options)
         var conn = new ClientConn(toProxy) { ParserSettings = options.ParserSettings };
         var connect = new HttpRequestMessage(HttpMethod.Connect, new Uri($"http://{key.HostPort}/"));
         var response = await conn.DoAsync(connect, ct).ConfigureAwait(false);
-        if ((int)response.StatusCode is < 200 or > 299)
+        if (!CoreAdapter.ConnectSucceeded((int)response.StatusCode))
             throw new HttpRequestException($"the proxy refused CONNECT {key.HostPort}: {(int)response.StatusCode} {response.ReasonPhrase}");
-        var taken = conn.Hijack();
+        var taken = await conn.HijackAsync(ct).ConfigureAwait(false);
         return new TunnelStream(taken.Reader, taken.Stream);
     }
 
@@ -179,13 +180,13 @@ internal sealed class Dialer(Transport options)
         catch (Exception ex)
         {
             await ssl.DisposeAsync().ConfigureAwait(false);
-            Hooks.Fire(nameof(ClientTrace.TlsHandshakeDone), trace?.TlsHandshakeDone, (TlsConnectionState?)null, ex);
+            Hooks.Fire(nameof(ClientTrace.TlsHandshakeDone), trace?.TlsHandshakeDone, new TlsHandshakeDoneInfo(null, ex));
             if (ex is OperationCanceledException && ct.IsCancellationRequested) throw;
             throw new HttpRequestException($"the TLS handshake with {host} failed: {ex.Message}", ex);
         }
         var state = new TlsConnectionState(ssl.SslProtocol, ssl.NegotiatedCipherSuite, ssl.NegotiatedApplicationProtocol.ToString(),
             ssl.RemoteCertificate);
-        Hooks.Fire(nameof(ClientTrace.TlsHandshakeDone), trace?.TlsHandshakeDone, state, (Exception?)null);
+        Hooks.Fire(nameof(ClientTrace.TlsHandshakeDone), trace?.TlsHandshakeDone, new TlsHandshakeDoneInfo(state, null));
         return ssl;
     }
 }

@@ -1,0 +1,59 @@
+namespace HttpUtil.Core
+
+/// How a client reaches the server of a request.
+type Route =
+    /// Connect to the server itself; origin-form targets.
+    | Direct
+    /// Connect to the forward proxy and send it absolute-form targets (plain http through a proxy).
+    | ThroughProxy
+    /// Connect to the forward proxy, open a CONNECT tunnel to the server, then speak to the server
+    /// through it (https through a proxy).
+    | Tunnel
+
+/// What a client knows about an attempt that failed, for the retry rule.
+type FailedAttempt =
+    {
+        /// The connection had carried an earlier exchange (it came from the idle pool).
+        ConnectionReused: bool
+        /// The connection itself failed (reset, closed, end of input, a failed send), as opposed
+        /// to a malformed response, a cancellation or a trace hook that threw.
+        ConnectionLost: bool
+        /// At least one byte of the response had arrived.
+        GotResponseBytes: bool
+        /// The request's method.
+        Method: string
+        /// The request carries an `Idempotency-Key` (or `X-Idempotency-Key`) field.
+        HasIdempotencyKey: bool
+        /// The request's body can be produced again (none, or held in memory).
+        BodyReplayable: bool
+    }
+
+/// The client's routing and retry rules (Go's Transport).
+module Routing =
+    /// How to reach a request with this URI scheme, with or without a forward proxy.
+    let route (scheme: string) (hasProxy: bool) =
+        match hasProxy, scheme with
+        | false, _ -> Direct
+        | true, "https" -> Tunnel
+        | true, _ -> ThroughProxy
+
+    /// True when the request line must carry the absolute-form target on this route.
+    let absoluteForm (route: Route) = route = ThroughProxy
+
+    /// True when the connection is made to the proxy, not to the server.
+    let connectsToProxy (route: Route) = route <> Direct
+
+    /// The fields whose presence makes a request safe to send again whatever its method.
+    let idempotencyKeyFields = [| "Idempotency-Key"; "X-Idempotency-Key" |]
+
+    /// True when a request whose attempt failed may be sent again on a fresh connection (Go's
+    /// rule): the connection was reused and died before one byte of the response arrived (a
+    /// server may close an idle connection just as a request goes out), and the request may be
+    /// repeated: an idempotent method (RFC 9110 section 9.2.2) or an idempotency key, and a body
+    /// that can be sent again.
+    let shouldRetry (f: FailedAttempt) =
+        f.ConnectionReused
+        && f.ConnectionLost
+        && not f.GotResponseBytes
+        && (Message.isIdempotent f.Method || f.HasIdempotencyKey)
+        && f.BodyReplayable

@@ -1,0 +1,121 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace HttpUtil;
+
+/// <summary>
+/// Sends what writers put in the connection's output pipe. Writers only fill the pipe (so a write
+/// "completes" when its bytes are in the pipe, not on the wire); one loop sends everything buffered
+/// when it wakes, so pipelined messages written close together share a send, gathered into one
+/// <c>sendmsg</c> on a socket.
+/// </summary>
+/// <remarks>A send failure completes the pipe with the exception (so a writer waiting on back-pressure
+/// sees it) and is reported once through <c>onFailure</c>, which breaks the connection's writing side in
+/// the core: later writes then fail with "the connection broke earlier", not as if their own bytes had
+/// failed.</remarks>
+internal sealed class SendLoop
+{
+    private readonly Stream stream;
+    private readonly Pipe output;
+    private readonly Task loop;
+    private readonly Action<Exception> onFailure;
+    private Exception? failure;
+
+    public SendLoop(Stream stream, Action<Exception> onFailure)
+    {
+        this.stream = stream;
+        this.onFailure = onFailure;
+        output = new Pipe(new PipeOptions(
+            readerScheduler: PipeScheduler.ThreadPool,
+            writerScheduler: PipeScheduler.Inline,
+            pauseWriterThreshold: 256 * 1024,
+            resumeWriterThreshold: 128 * 1024,
+            useSynchronizationContext: false));
+        loop = RunAsync();
+    }
+
+    /// <summary>Where writers put bytes to send.</summary>
+    public PipeWriter Writer => output.Writer;
+
+    private async Task RunAsync()
+    {
+        await Task.Yield();
+        var reader = output.Reader;
+        var socket = (stream as NetworkStream)?.Socket;
+        var gather = new List<ArraySegment<byte>>();
+        try
+        {
+            while (true)
+            {
+                var rr = await reader.ReadAsync().ConfigureAwait(false);
+                var buffer = rr.Buffer;
+                if (socket is not null && !buffer.IsSingleSegment && TryGather(buffer, gather))
+                {
+                    var left = buffer.Length;
+                    while (left > 0)
+                    {
+                        var sent = await socket.SendAsync(gather, SocketFlags.None).ConfigureAwait(false);
+                        left -= sent;
+                        if (left > 0) TryGather(buffer.Slice(buffer.Length - left), gather);
+                    }
+                }
+                else
+                {
+                    foreach (var segment in buffer) await stream.WriteAsync(segment).ConfigureAwait(false);
+                    if (!buffer.IsEmpty) await stream.FlushAsync().ConfigureAwait(false);
+                }
+                reader.AdvanceTo(buffer.End);
+                if (rr.IsCompleted) break;
+            }
+            await reader.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            failure = ex;
+            await reader.CompleteAsync(ex).ConfigureAwait(false);
+            onFailure(ex);
+        }
+    }
+
+    private static bool TryGather(ReadOnlySequence<byte> buffer, List<ArraySegment<byte>> into)
+    {
+        into.Clear();
+        foreach (var segment in buffer)
+        {
+            if (!MemoryMarshal.TryGetArray(segment, out var array)) return false;
+            into.Add(array);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Stops sending once what was written has gone out, waiting (asynchronously) at most <paramref name="wait"/>.
+    /// Returns normally when every byte was sent; throws <see cref="IOException"/> when the send failed or did
+    /// not finish in time (the peer does not read), saying so: written data is never dropped silently.
+    /// </summary>
+    public async ValueTask StopAsync(TimeSpan wait, CancellationToken ct)
+    {
+        try
+        {
+            await output.Writer.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (InvalidOperationException)
+        {
+            // A write is still running on another thread; it fails on its own, and the loop ends below.
+        }
+        try
+        {
+            await loop.WaitAsync(wait, ct).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            throw new IOException($"bytes already written were not sent within {wait.TotalSeconds:0.###} s (FlushTimeout): the peer is not reading");
+        }
+        if (failure is not null) throw new IOException($"bytes already written could not be sent: {failure.Message}", failure);
+    }
+
+    /// <summary>True once the loop has ended (everything sent, or the send failed).</summary>
+    public bool IsStopped => loop.IsCompleted;
+}
