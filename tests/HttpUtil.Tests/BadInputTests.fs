@@ -13,8 +13,6 @@ open HttpUtil
 open HttpUtil.Core
 open HttpUtil.Tests.Support
 
-let private sync (t: Task) = t.GetAwaiter().GetResult()
-
 /// A ServerConn whose peer sent `raw` and then closed its side.
 let private serverFed (raw: string) =
     task {

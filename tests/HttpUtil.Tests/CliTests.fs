@@ -10,8 +10,6 @@ open Microsoft.AspNetCore.Http
 open HttpUtil.Cli
 open HttpUtil.Tests.Support
 
-let private sync (t: Task) = t.GetAwaiter().GetResult()
-
 [<Test>]
 let ``demo pipelines three requests and ends with a refused fourth write`` () =
     task {

@@ -13,8 +13,6 @@ open NUnit.Framework
 open HttpUtil
 open HttpUtil.Tests.Support
 
-let private sync (t: Task) = t.GetAwaiter().GetResult()
-
 /// A tiny server: each accepted connection is served by one ServerConn until it ends.
 type MiniServer(handler: HttpRequestMessage -> Task<HttpResponseMessage>) =
     let listener = new TcpListener(IPAddress.Loopback, 0)

@@ -11,8 +11,6 @@ open NUnit.Framework
 open HttpUtil
 open HttpUtil.Tests.Support
 
-let private sync (t: Task) = t.GetAwaiter().GetResult()
-
 /// /n/{i}: "n=i"; /echo: the body back (Kestrel picks the framing); /stream: three flushed pieces
 /// (chunked); /close: answers with Connection: close.
 let private handler (ctx: HttpContext) : Task =

@@ -109,7 +109,7 @@ let ``ServerConn: pipelined requests answered in any order go out in request ord
             Assert.That(head.Headers.TryGetValue("X-Req") |> snd, Is.EqualTo(string i))
             Assert.That(body, Is.EqualTo(sprintf "response %d" i)))
     }
-    |> fun t -> t.GetAwaiter().GetResult()
+    |> sync
 
 /// Serves on `conn` until the input ends: echoes the path in X-Req and the body back.
 let private echoServer (conn: ServerConn) =
@@ -175,7 +175,7 @@ let ``ClientConn: reads issued in a shuffled order each get their own response``
         client.Close()
         do! serving |> within 10.0
     }
-    |> fun t -> t.GetAwaiter().GetResult()
+    |> sync
 
 /// A stream that does not know its length, so the content is sent chunked.
 type Unsized(bytes: byte[], piece: int) =
@@ -213,7 +213,7 @@ let ``bodies round-trip through ClientConn and ServerConn, sized or chunked``
         client.Close()
         do! serving |> within 10.0
     }
-    |> fun t -> t.GetAwaiter().GetResult()
+    |> sync
 
 [<Test>]
 let ``ServerConn: echoing a chunked request with trailers puts them in the response trailer section`` () =
@@ -243,7 +243,7 @@ let ``ServerConn: echoing a chunked request with trailers puts them in the respo
         Assert.That(s, Does.EndWith("\r\n0\r\nX-Sum: 42\r\n\r\n"))
         Assert.That(parseResponses bytes |> List.map snd, Is.EqualTo(box [ "abc" ]))
     }
-    |> fun t -> t.GetAwaiter().GetResult()
+    |> sync
 
 [<Test>]
 let ``ClientConn: chunked response trailers land in TrailingHeaders once the body is read`` () =
@@ -267,7 +267,7 @@ let ``ClientConn: chunked response trailers land in TrailingHeaders once the bod
         Assert.That(body, Is.EqualTo "abc")
         Assert.That(resp.TrailingHeaders.GetValues "X-Sum", Is.EqualTo(box [| "42" |]))
     }
-    |> fun t -> t.GetAwaiter().GetResult()
+    |> sync
 
 // ---------------------------------------------------------------------------------------------
 // Go's persist-EOF, Close and Hijack semantics.
@@ -296,7 +296,7 @@ let ``ServerConn: after Close, WriteAsync throws ConnectionClosedException and R
         Assert.ThrowsAsync<ObjectDisposedException>(fun () -> server.HijackAsync().AsTask() :> Task)
         |> ignore
     }
-    |> fun t -> t.GetAwaiter().GetResult()
+    |> sync
 
 [<Test>]
 let ``ClientConn: after Close, every call throws ObjectDisposedException; after Hijack too`` () =
@@ -322,7 +322,7 @@ let ``ClientConn: after Close, every call throws ObjectDisposedException; after 
         client2.Close() // does nothing after Hijack
         Assert.That(h.Stream.CanWrite, Is.True, "Close after Hijack leaves the stream alone")
     }
-    |> fun t -> t.GetAwaiter().GetResult()
+    |> sync
 
 [<Test>]
 let ``ServerConn: Hijack hands over the pipelined bytes not read yet`` () =
@@ -337,7 +337,7 @@ let ``ServerConn: Hijack hands over the pipelined bytes not read yet`` () =
         Assert.That(text (rr.Buffer.ToArray()), Does.StartWith "GET /b HTTP/1.1")
         h.Reader.AdvanceTo(rr.Buffer.End)
     }
-    |> fun t -> t.GetAwaiter().GetResult()
+    |> sync
 
 [<Test>]
 let ``ServerConn: a Connection close request is returned marked, answered with close, then PersistEof`` () =
@@ -367,7 +367,7 @@ let ``ServerConn: a Connection close request is returned marked, answered with c
         Assert.That(responses.Length, Is.EqualTo 1)
         Assert.That(Headers.hasConnectionToken "close" (fst responses.Head).Headers, Is.True)
     }
-    |> fun t -> t.GetAwaiter().GetResult()
+    |> sync
 
 [<Test>]
 let ``ServerConn: HTTP/1.0 request gets a close-delimited answer for an unknown length`` () =
@@ -391,7 +391,7 @@ let ``ServerConn: HTTP/1.0 request gets a close-delimited answer for an unknown 
         Assert.That(s, Does.Contain "Connection: close")
         Assert.That(s, Does.EndWith "\r\n\r\nhello")
     }
-    |> fun t -> t.GetAwaiter().GetResult()
+    |> sync
 
 [<Test>]
 let ``ServerConn: a clean end of input is EndOfStreamException, a torn head is PersistEofException`` () =
@@ -414,7 +414,7 @@ let ``ServerConn: a clean end of input is EndOfStreamException, a torn head is P
         Assert.ThrowsAsync<PersistEofException>(fun () -> server.ReadAsync() :> Task)
         |> ignore
     }
-    |> fun t -> t.GetAwaiter().GetResult()
+    |> sync
 
 [<Test>]
 let ``wire heads keep order, casing and the raw target; a write for an unknown request is ErrPipeline`` () =
@@ -440,7 +440,7 @@ let ``wire heads keep order, casing and the raw target; a write for an unknown r
         Assert.ThrowsAsync<PipelineException>(fun () -> server.WriteAsync(req, new HttpResponseMessage()))
         |> ignore
     }
-    |> fun t -> t.GetAwaiter().GetResult()
+    |> sync
 
 [<Test>]
 let ``ClientConn: 1xx responses are read past and listed; 103 then 200`` () =
@@ -460,7 +460,7 @@ let ``ClientConn: 1xx responses are read past and listed; 103 then 200`` () =
         let! body = resp.Content.ReadAsStringAsync()
         Assert.That(body, Is.EqualTo "ok")
     }
-    |> fun t -> t.GetAwaiter().GetResult()
+    |> sync
 
 [<Test>]
 let ``an invalid response is refused before anything is written, and the request can still be answered`` () =
@@ -480,4 +480,4 @@ let ``an invalid response is refused before anything is written, and the request
         do! server.WriteAsync(req, new HttpResponseMessage())
         Assert.That(server.Pending, Is.EqualTo 0)
     }
-    |> fun t -> t.GetAwaiter().GetResult()
+    |> sync

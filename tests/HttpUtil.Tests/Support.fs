@@ -79,6 +79,185 @@ let readToEnd (s: Stream) =
 let within (seconds: float) (t: Task<'T>) =
     t.WaitAsync(TimeSpan.FromSeconds seconds)
 
+/// How long any one I/O test may run before it fails as hung.
+let testTimeout = TimeSpan.FromSeconds 60.0
+
+/// Runs an I/O test's task to its end, failing it (instead of hanging the run) after `testTimeout`.
+let sync (t: Task) =
+    try
+        t.WaitAsync(testTimeout).GetAwaiter().GetResult()
+    with :? TimeoutException ->
+        raise (TimeoutException(sprintf "the test did not finish within %.0f s" testTimeout.TotalSeconds))
+
+/// A signal a test awaits instead of sleeping: `Set` completes it (once), `Wait` awaits it with a
+/// timeout so a signal that never comes fails the test.
+type Signal() =
+    let tcs = TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
+    member _.Set() = tcs.TrySetResult() |> ignore
+    member _.IsSet = tcs.Task.IsCompleted
+    member _.Task: Task = tcs.Task
+
+    member _.Wait() =
+        tcs.Task.WaitAsync(TimeSpan.FromSeconds 30.0)
+
+/// A countdown that is set when `Hit` has been called `n` times.
+type Countdown(n: int) =
+    let signal = Signal()
+    let mutable left = n
+
+    member _.Hit() =
+        if Interlocked.Decrement(&left) = 0 then
+            signal.Set()
+
+    member _.Wait() = signal.Wait()
+
+/// A clock the test moves by hand: timestamps advance only with `Advance`, and timers due by then
+/// fire on the caller's thread, in order.
+type ManualTime() =
+    inherit TimeProvider()
+    let gate = obj ()
+    let mutable now = 0L
+    let timers = ResizeArray<ManualTimer>()
+
+    member internal _.Now = now
+    member internal _.Gate = gate
+    member internal _.Timers = timers
+
+    override _.TimestampFrequency = TimeSpan.TicksPerSecond
+    override _.GetTimestamp() = lock gate (fun () -> now)
+
+    override _.GetUtcNow() =
+        DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero).AddTicks(lock gate (fun () -> now))
+
+    override this.CreateTimer(callback, state, dueTime, period) =
+        let t = new ManualTimer(this, callback, state)
+        (t :> ITimer).Change(dueTime, period) |> ignore
+        lock gate (fun () -> timers.Add t)
+        t
+
+    /// Moves the clock on by `by`, firing every timer that falls due on the way.
+    member this.Advance(by: TimeSpan) =
+        let target = lock gate (fun () -> now + by.Ticks)
+        let mutable go = true
+
+        while go do
+            let next =
+                lock gate (fun () ->
+                    timers
+                    |> Seq.filter (fun t -> t.Due <= target)
+                    |> Seq.sortBy (fun t -> t.Due)
+                    |> Seq.tryHead)
+
+            match next with
+            | Some t ->
+                lock gate (fun () -> now <- max now t.Due)
+                t.Fire()
+            | None -> go <- false
+
+        lock gate (fun () -> now <- target)
+
+and ManualTimer(owner: ManualTime, callback: TimerCallback, state: obj) =
+    let mutable due = Int64.MaxValue
+    let mutable period = 0L
+
+    member _.Due = due
+
+    member _.Fire() =
+        due <- (if period > 0L then due + period else Int64.MaxValue)
+        callback.Invoke state
+
+    interface ITimer with
+        member _.Change(dueTime, p) =
+            lock owner.Gate (fun () ->
+                due <-
+                    (if dueTime = Timeout.InfiniteTimeSpan then
+                         Int64.MaxValue
+                     else
+                         owner.Now + dueTime.Ticks)
+
+                period <-
+                    (if p = Timeout.InfiniteTimeSpan then 0L else p.Ticks))
+
+            true
+
+        member this.Dispose() =
+            lock owner.Gate (fun () -> owner.Timers.Remove this |> ignore)
+
+        member this.DisposeAsync() =
+            (this :> IDisposable).Dispose()
+            ValueTask.CompletedTask
+
+/// A TCP server on 127.0.0.1 that runs `script` for each connection it accepts (with the
+/// connection's index). A script that fails closes its connection, and the failure surfaces:
+/// `Dispose` throws it, so a broken script fails the test instead of hiding.
+type ScriptedServer(script: int -> NetworkStream -> Task) =
+    let listener = new TcpListener(IPAddress.Loopback, 0)
+    do listener.Start()
+    let count = ref 0
+    let errors = System.Collections.Concurrent.ConcurrentQueue<exn>()
+    let running = System.Collections.Concurrent.ConcurrentBag<Task>()
+
+    do
+        task {
+            try
+                while true do
+                    let! c = listener.AcceptTcpClientAsync()
+                    let i = Interlocked.Increment(&count.contents) - 1
+
+                    running.Add(
+                        task {
+                            use c = c
+
+                            try
+                                do! script i (c.GetStream())
+                            with
+                            | :? IOException
+                            | :? SocketException
+                            | :? ObjectDisposedException -> () // the client went away: part of many scripts
+                            | ex -> errors.Enqueue ex
+                        }
+                    )
+            with _ ->
+                ()
+        }
+        |> ignore
+
+    member _.Uri(path: string) =
+        Uri(sprintf "http://127.0.0.1:%d%s" (listener.LocalEndpoint :?> IPEndPoint).Port path)
+
+    member _.Port = (listener.LocalEndpoint :?> IPEndPoint).Port
+    member _.Connections = count.Value
+    member _.Errors = List.ofSeq errors
+
+    interface IDisposable with
+        member _.Dispose() =
+            listener.Stop()
+
+            if not errors.IsEmpty then
+                raise (AggregateException("the scripted server's script failed", errors))
+
+/// Reads one head (up to and including the empty line) from `s`; empty when the peer closed first.
+let readHead (s: Stream) =
+    task {
+        let buf = ResizeArray<byte>()
+        let one = Array.zeroCreate<byte> 1
+        let mutable go = true
+
+        while go do
+            let! n = s.ReadAsync(one, 0, 1)
+
+            if n = 0 then
+                go <- false
+            else
+                buf.Add one[0]
+                let c = buf.Count
+
+                if c >= 4 && buf[c - 4] = 13uy && buf[c - 3] = 10uy && buf[c - 2] = 13uy && buf[c - 1] = 10uy then
+                    go <- false
+
+        return text (buf.ToArray())
+    }
+
 /// A connected pair of loopback sockets: (client stream, server stream).
 let socketPair () =
     task {

@@ -18,8 +18,6 @@ open HttpUtil
 open HttpUtil.Core
 open HttpUtil.Tests.Support
 
-let private sync (t: Task) = t.GetAwaiter().GetResult()
-
 /// A trace that records every hook as a line; `tag` prefixes each line.
 let recorder (tag: string) =
     let events = ConcurrentQueue<string>()
@@ -71,9 +69,15 @@ let private take (events: ConcurrentQueue<string>) =
     List.ofSeq out
 
 let private hello (ctx: HttpContext) : Task =
+    task { do! ctx.Response.WriteAsync("hello " + ctx.Request.Path.Value) }
+
+/// A handler that answers like `hello` but holds "/slow" requests until `release` is set;
+/// `arrived` is hit as each one comes in.
+let private held (arrived: Countdown) (release: Signal) (ctx: HttpContext) : Task =
     task {
         if ctx.Request.Path.Value = "/slow" then
-            do! Task.Delay 300
+            arrived.Hit()
+            do! release.Wait()
 
         do! ctx.Response.WriteAsync("hello " + ctx.Request.Path.Value)
     }
@@ -100,7 +104,8 @@ let private newConnection port =
 let ``a new connection, then a reused idle one: exact hook sequences`` () =
     task {
         use k = Kestrel.Plain hello
-        use client = new HttpClient(new Transport())
+        let time = ManualTime()
+        use client = new HttpClient(new Transport(TimeProvider = time))
         let events, trace = recorder ""
         use! r1 = client.SendAsync(getWith (k.Uri "/a") trace)
         let! b1 = bodyOf r1
@@ -111,7 +116,7 @@ let ``a new connection, then a reused idle one: exact hook sequences`` () =
 
         let idleTrace = ClientTrace(GotConn = (fun i -> idle <- i.IdleTime))
 
-        do! Task.Delay 20
+        time.Advance(TimeSpan.FromMilliseconds 20.0)
         use! r2 = client.SendAsync((getWith (k.Uri "/b") trace).WithClientTrace idleTrace)
         let! b2 = bodyOf r2
         Assert.That(b2, Is.EqualTo "hello /b")
@@ -132,7 +137,7 @@ let ``a new connection, then a reused idle one: exact hook sequences`` () =
             )
         )
 
-        Assert.That(idle, Is.GreaterThan TimeSpan.Zero)
+        Assert.That(idle, Is.EqualTo(TimeSpan.FromMilliseconds 20.0), "idle time as the Transport's clock says")
     }
     |> sync
 
@@ -300,31 +305,6 @@ let ``DNS failure and connection refused fail with HttpRequestException and say 
 // Scripted raw servers.
 
 /// Reads one request head (up to the empty line) from `s`.
-let readHead (s: Stream) =
-    task {
-        let buf = ResizeArray<byte>()
-        let one = [| 0uy |]
-        let mutable fin = false
-
-        while not fin do
-            let! n = s.ReadAsync(one, 0, 1)
-
-            if n = 0 then
-                fin <- true
-            else
-                buf.Add one[0]
-                let c = buf.Count
-
-                fin <-
-                    c >= 4
-                    && buf[c - 4] = 13uy
-                    && buf[c - 3] = 10uy
-                    && buf[c - 2] = 13uy
-                    && buf[c - 1] = 10uy
-
-        return Encoding.Latin1.GetString(buf.ToArray())
-    }
-
 /// Reads exactly `n` bytes from `s`.
 let readExactly (s: Stream) (n: int) =
     task {
@@ -334,43 +314,6 @@ let readExactly (s: Stream) (n: int) =
     }
 
 /// A server that runs `script index stream` on each connection it accepts, in order.
-type ScriptedServer(script: int -> NetworkStream -> Task) =
-    let listener = new TcpListener(IPAddress.Loopback, 0)
-    do listener.Start()
-    let count = ref 0
-    let errors = ConcurrentQueue<exn>()
-
-    do
-        task {
-            try
-                while true do
-                    let! c = listener.AcceptTcpClientAsync()
-                    let i = Interlocked.Increment(&count.contents) - 1
-
-                    task {
-                        use c = c
-
-                        try
-                            do! script i (c.GetStream())
-                        with ex ->
-                            errors.Enqueue ex
-                    }
-                    |> ignore
-            with _ ->
-                ()
-        }
-        |> ignore
-
-    member _.Uri(path: string) =
-        Uri(sprintf "http://127.0.0.1:%d%s" (listener.LocalEndpoint :?> IPEndPoint).Port path)
-
-    member _.Port = (listener.LocalEndpoint :?> IPEndPoint).Port
-    member _.Connections = count.Value
-    member _.Errors = List.ofSeq errors
-
-    interface IDisposable with
-        member _.Dispose() = listener.Stop()
-
 let private post (uri: Uri) (body: string) (trace: ClientTrace) =
     let r =
         new HttpRequestMessage(HttpMethod.Post, uri, Content = new StringContent(body))
@@ -667,13 +610,17 @@ let ``a hook that throws fails the request with ClientTraceException and its con
 [<Test>]
 let ``MaxConnsPerHost queues requests; a finished connection is handed to the waiter`` () =
     task {
-        use k = Kestrel.Plain hello
+        let arrived, release = Countdown 1, Signal()
+        use k = Kestrel.Plain(held arrived release)
         use client = new HttpClient(new Transport(MaxConnsPerHost = 1))
         let e1, t1 = recorder "1 "
         let e2, t2 = recorder "2 "
         let first = client.SendAsync(getWith (k.Uri "/slow") t1)
-        do! Task.Delay 50
+        // The first request holds the only connection (it is at the server) ...
+        do! arrived.Wait()
+        // ... so the second queues; SendAsync returns once it is queued (nothing awaits before that).
         let second = client.SendAsync(getWith (k.Uri "/fast") t2)
+        release.Set()
         use! r1 = first
         let! b1 = bodyOf r1
         use! r2 = second
@@ -687,16 +634,24 @@ let ``MaxConnsPerHost queues requests; a finished connection is handed to the wa
 [<Test>]
 let ``idle connections are capped by MaxIdleConnsPerHost and closed after IdleConnTimeout`` () =
     task {
-        use k = Kestrel.Plain hello
+        // Three requests held at the server until all three are there: three connections.
+        let arrived, release = Countdown 3, Signal()
+        use k = Kestrel.Plain(held arrived release)
+        let time = ManualTime()
 
         let transport =
-            new Transport(MaxIdleConnsPerHost = 1, IdleConnTimeout = TimeSpan.FromMilliseconds 300.0)
+            new Transport(
+                MaxIdleConnsPerHost = 1,
+                IdleConnTimeout = TimeSpan.FromMilliseconds 300.0,
+                TimeProvider = time
+            )
 
         use client = new HttpClient(transport)
         let e, t = recorder ""
-
-        let! rs =
-            Task.WhenAll([| for _ in 1..3 -> client.SendAsync(getWith (k.Uri "/slow") t) |])
+        let sent = [| for _ in 1..3 -> client.SendAsync(getWith (k.Uri "/slow") t) |]
+        do! arrived.Wait()
+        release.Set()
+        let! rs = Task.WhenAll sent
 
         for r in rs do
             let! _ = bodyOf r
@@ -705,7 +660,10 @@ let ``idle connections are capped by MaxIdleConnsPerHost and closed after IdleCo
         let puts = take e |> List.filter (fun s -> s.StartsWith "PutIdleConn")
         Assert.That(puts |> List.filter ((=) "PutIdleConn ok") |> List.length, Is.EqualTo 1)
         Assert.That(transport.IdleConnectionCount, Is.EqualTo 1)
-        do! Task.Delay 1800
+        time.Advance(TimeSpan.FromMilliseconds 200.0)
+        Assert.That(transport.IdleConnectionCount, Is.EqualTo 1, "not yet idle for IdleConnTimeout")
+        // The sweep runs every second (IdleSweepInterval); by then the connection was idle past 300 ms.
+        time.Advance(TimeSpan.FromMilliseconds 800.0)
         Assert.That(transport.IdleConnectionCount, Is.EqualTo 0, "swept after the idle timeout")
     }
     |> sync
@@ -716,12 +674,17 @@ let ``an early disposed body is drained and the connection reused`` () =
         use k = Kestrel.Plain hello
         use client = new HttpClient(new Transport())
         let e, t = recorder ""
+        let backInPool = Signal()
+        let putBack = ClientTrace(PutIdleConn = fun i -> if isNull i.Error then backInPool.Set())
 
         let! r =
-            client.SendAsync(getWith (k.Uri "/d") t, HttpCompletionOption.ResponseHeadersRead)
+            client.SendAsync(
+                (getWith (k.Uri "/d") t).WithClientTrace putBack,
+                HttpCompletionOption.ResponseHeadersRead
+            )
 
         r.Dispose()
-        do! Task.Delay 100
+        do! backInPool.Wait()
         use! r2 = client.SendAsync(getWith (k.Uri "/e") t)
         let! b = bodyOf r2
         Assert.That(b, Is.EqualTo "hello /e")
@@ -884,7 +847,8 @@ let ``cancellation: waiting for a response, and waiting for a connection at MaxC
             new ScriptedServer(fun _ s ->
                 task {
                     let! _ = readHead s
-                    do! Task.Delay 5000 // never answers in time
+                    let! _ = readToEnd s // never answers: waits until the client gives up and closes
+                    ()
                 })
 
         use client = new HttpClient(new Transport(MaxConnsPerHost = 1))

@@ -39,7 +39,7 @@ internal sealed class PooledConnection(PoolKey key, Socket socket, Stream stream
 /// The connections to one <see cref="PoolKey"/>: idle ones (most recently used first), a count of all
 /// (for MaxConnsPerHost) and the requests waiting for one.
 /// </summary>
-internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout)
+internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout, TimeProvider time)
 {
     private readonly object gate = new();
     private readonly List<PooledConnection> idle = [];
@@ -94,7 +94,7 @@ internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout)
         }
     }
 
-    private static TimeSpan TimeSpanSince(long timestamp) => System.Diagnostics.Stopwatch.GetElapsedTime(timestamp);
+    private TimeSpan TimeSpanSince(long timestamp) => time.GetElapsedTime(timestamp);
 
     /// <summary>Puts a connection back: handed to a waiting request, or kept idle; or an error saying why not
     /// (the caller then closes it with <see cref="Discard"/>).</summary>
@@ -108,7 +108,7 @@ internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout)
             }
             if (idle.Count >= maxIdle)
                 return new InvalidOperationException($"too many idle connections for {c.Key.HostPort} (MaxIdleConnsPerHost {maxIdle})");
-            c.IdleSince = System.Diagnostics.Stopwatch.GetTimestamp();
+            c.IdleSince = time.GetTimestamp();
             idle.Add(c);
             return null;
         }

@@ -29,14 +29,14 @@ public sealed class Transport : HttpMessageHandler
 {
     private readonly ConcurrentDictionary<PoolKey, HostPool> pools = new();
     private readonly Dialer dialer;
-    private readonly Timer sweeper;
+    private readonly object sweeperGate = new();
+    private ITimer? sweeper;
     private volatile bool disposed;
 
     /// <summary>A transport with the defaults below.</summary>
     public Transport()
     {
         dialer = new Dialer(this);
-        sweeper = new Timer(_ => Sweep(false), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
     }
 
     /// <summary>Most idle connections kept per host (default 2, as Go's). Beyond it a finished connection is closed.</summary>
@@ -45,6 +45,13 @@ public sealed class Transport : HttpMessageHandler
     /// <summary>Most connections per host, idle, dialling and busy together; 0 (the default) for no limit.
     /// Requests beyond it wait for a connection.</summary>
     public int MaxConnsPerHost { get; init; }
+
+    /// <summary>The clock for idle times and the idle sweep (default <see cref="TimeProvider.System"/>); tests
+    /// pass a fake one to move time by hand.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    /// <summary>How often idle connections past <see cref="IdleConnTimeout"/> are looked for and closed (default 1 s).</summary>
+    public TimeSpan IdleSweepInterval { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>How long an idle connection is kept (default 90 s).</summary>
     public TimeSpan IdleConnTimeout { get; init; } = TimeSpan.FromSeconds(90);
@@ -113,7 +120,7 @@ public sealed class Transport : HttpMessageHandler
             ? new PoolKey("http", proxy!.IdnHost, proxy.Port, proxy.ToString())
             : target;
         var trace = ClientTrace.FromRequest(request);
-        var pool = pools.GetOrAdd(key, static (_, t) => new HostPool(t.MaxIdleConnsPerHost, t.MaxConnsPerHost, t.IdleConnTimeout), this);
+        var pool = pools.GetOrAdd(key, static (_, t) => t.NewPool(), this);
         var fresh = false;
         while (true)
         {
@@ -139,6 +146,15 @@ public sealed class Transport : HttpMessageHandler
                 throw Wrap(ex);
             }
         }
+    }
+
+    private HostPool NewPool()
+    {
+        lock (sweeperGate)
+        {
+            sweeper ??= TimeProvider.CreateTimer(static t => ((Transport)t!).Sweep(false), this, IdleSweepInterval, IdleSweepInterval);
+        }
+        return new HostPool(MaxIdleConnsPerHost, MaxConnsPerHost, IdleConnTimeout, TimeProvider);
     }
 
     /// <summary>An idle connection, one handed over, or a new one; GotConn reports which.</summary>
@@ -247,7 +263,7 @@ public sealed class Transport : HttpMessageHandler
         if (disposing && !disposed)
         {
             disposed = true;
-            sweeper.Dispose();
+            lock (sweeperGate) sweeper?.Dispose();
             Sweep(true);
         }
         base.Dispose(disposing);
