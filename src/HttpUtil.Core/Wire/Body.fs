@@ -28,7 +28,7 @@ type BodyOutput =
     /// Body bytes: a slice of the input (no copy).
     | Data of Bytes: ReadOnlySequence<byte>
     /// The body is complete; its trailer fields (empty unless chunked with trailers).
-    | Ended of Trailers: Headers
+    | EndOfBody of Trailers: Headers
 
 /// One decoding step: the new decoder (as if all the data handed out were taken), how many bytes
 /// of the input it consumed, and what it found.
@@ -87,7 +87,7 @@ module Body =
             {
                 Decoder = { d with Finished = true }
                 Consumed = consumed
-                Output = Ended trailers
+                Output = EndOfBody trailers
             }
 
     let private data (d: BodyDecoder) (slice: ReadOnlySequence<byte>) consumed (finished: bool) =

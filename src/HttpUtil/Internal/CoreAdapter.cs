@@ -356,7 +356,7 @@ internal static class CoreAdapter
         return step.Output.Tag switch
         {
             BodyOutput.Tags.Data => new BodyRead(BodyReadKind.Data, step.Output.Bytes, step.Consumed, null, null),
-            BodyOutput.Tags.Ended => new BodyRead(BodyReadKind.End, default, step.Consumed, step.Output.Trailers, null),
+            BodyOutput.Tags.EndOfBody => new BodyRead(BodyReadKind.End, default, step.Consumed, step.Output.Trailers, null),
             _ => new BodyRead(BodyReadKind.More, default, step.Consumed, null, null),
         };
     }

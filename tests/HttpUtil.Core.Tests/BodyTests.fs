@@ -1,0 +1,165 @@
+/// The one body codec (Wire/Body.fs) for the three framings: any delivery of the bytes and any
+/// amount taken per read give the same body; premature end and overrun are errors; the encoder
+/// refuses overrun and reports underrun.
+module HttpUtil.Core.Tests.BodyTests
+
+open System
+open System.Buffers
+open NUnit.Framework
+open FsCheck.NUnit
+open HttpUtil.Core
+open HttpUtil.Core.Tests.Gen
+open HttpUtil.Core.Tests.PropertyTests
+
+/// Decodes a body as a connection would: the peer delivers `bytes` in pieces cut at `cuts` (the
+/// input ends after the last one), and each read takes at most the next of `takes` bytes (at
+/// least 1), giving the rest back. Returns the body, its trailers and the bytes left unconsumed.
+let decodeAll (framing: Framing.BodyLength) (bytes: byte[]) (cuts: int list) (takes: int list) =
+    let pieces = deliveries bytes cuts |> List.filter (fun p -> p.Length > 0)
+    let out = ResizeArray<byte>()
+    let mutable buffered = Array.empty<byte>
+    let mutable pending = pieces
+    let mutable takes = takes
+    let mutable d = Body.decoder framing
+    let mutable result = None
+    let mutable guard = 0
+
+    let nextTake () =
+        match takes with
+        | t :: rest ->
+            takes <- rest @ [ t ]
+            1 + abs t % 64
+        | [] -> Int32.MaxValue
+
+    while result.IsNone do
+        guard <- guard + 1
+
+        if guard > 1_000_000 then
+            failwith "the decoder made no progress"
+
+        let ended = List.isEmpty pending
+
+        match Body.decode strict false d (ReadOnlySequence buffered) ended with
+        | Error e -> result <- Some(Error e)
+        | Ok step ->
+            match step.Output with
+            | Data slice ->
+                let take = min (int slice.Length) (nextTake ())
+                out.AddRange(slice.Slice(0, take).ToArray())
+                let back = slice.Length - int64 take
+                d <- Body.giveBack back step.Decoder
+                buffered <- buffered[int (step.Consumed - back) ..]
+            | EndOfBody trailers ->
+                d <- step.Decoder
+                buffered <- buffered[int step.Consumed ..]
+                let rest = Array.concat (buffered :: pending)
+                result <- Some(Ok(out.ToArray(), trailers, rest.Length))
+            | AwaitMore ->
+                d <- step.Decoder
+                buffered <- buffered[int step.Consumed ..]
+
+                match pending with
+                | p :: rest ->
+                    buffered <- Array.append buffered p
+                    pending <- rest
+                | [] -> result <- Some(Error(HttpError.create ErrorKind.InvalidHead -1L "asked for more after the end"))
+
+    result.Value
+
+[<Property(MaxTest = 300, Arbitrary = [| typeof<BodyArbitraries> |])>]
+let ``any delivery and any read size give the same body, for each framing`` (body: BodyCase) (cuts: int list) (takes: int list) =
+    let data = Array.concat body.Pieces
+    let chunked = Chunked.encode body.Pieces body.Trailers |> ok
+    // A message after the body must stay unread.
+    let next = latin1 "GET /next HTTP/1.1\r\n\r\n"
+
+    let cl =
+        decodeAll (Framing.ContentLength(int64 data.Length)) (Array.append data next) cuts takes
+
+    let ch = decodeAll Framing.Chunked (Array.append chunked next) cuts takes
+    let uc = decodeAll Framing.UntilClose data cuts takes
+
+    cl = Ok(data, Headers.Empty, next.Length)
+    && ch = Ok(data, body.Trailers, next.Length)
+    && uc = Ok(data, Headers.Empty, 0)
+
+[<Property(MaxTest = 300, Arbitrary = [| typeof<BodyArbitraries> |])>]
+let ``a body cut short is a premature end at the byte it stopped, however it arrives`` (body: BodyCase) (cuts: int list) (cut: int) =
+    let data = Array.concat body.Pieces
+    let chunked = Chunked.encode body.Pieces body.Trailers |> ok
+    let keepCl = if data.Length = 0 then 0 else abs cut % data.Length
+    let keepCh = abs cut % chunked.Length
+
+    let clCut =
+        decodeAll (Framing.ContentLength(int64 data.Length + 1L)) data[.. keepCl - 1] cuts [ 7 ]
+
+    let chCut = decodeAll Framing.Chunked chunked[.. keepCh - 1] cuts [ 7 ]
+
+    match clCut, chCut with
+    | Error a, Error b ->
+        a.Kind = ErrorKind.UnexpectedEnd
+        && a.Offset = int64 keepCl
+        && b.Kind = ErrorKind.UnexpectedEnd
+    | _ -> false
+
+[<Test>]
+let ``no body and an empty Content-Length body end at once, consuming nothing`` () =
+    for framing in [ Framing.NoBody; Framing.ContentLength 0L ] do
+        let d = Body.decoder framing
+        Assert.That(d.Finished, Is.True)
+
+        match Body.decode strict false d (ReadOnlySequence(latin1 "GET / HTTP/1.1\r\n\r\n")) false with
+        | Ok step ->
+            Assert.That(step.Consumed, Is.EqualTo 0L)
+            Assert.That(step.Output, Is.EqualTo(EndOfBody Headers.Empty))
+        | Error e -> Assert.Fail(string e)
+
+[<Property(MaxTest = 300)>]
+let ``the encoder frames Content-Length exactly, refusing overrun and reporting underrun`` (pieces: byte[] list) (extra: byte) =
+    let total = pieces |> List.sumBy (fun p -> int64 p.Length)
+    let writer = ArrayBufferWriter<byte>()
+
+    let folded =
+        pieces
+        |> List.fold
+            (fun acc (p: byte[]) ->
+                match acc with
+                | Ok e -> Body.write (writer, e, ReadOnlySpan p)
+                | err -> err)
+            (Ok(Body.encoder (Framing.ContentLength total)))
+
+    match folded with
+    | Error _ -> false
+    | Ok e ->
+        let exact = Body.finish e = Ok() && writer.WrittenSpan.ToArray() = Array.concat pieces
+
+        let over =
+            match Body.write (ArrayBufferWriter<byte>(), e, ReadOnlySpan [| extra |]) with
+            | Error err -> err.Kind = ErrorKind.ContentLengthOverrun
+            | Ok _ -> false
+
+        let under =
+            match Body.finish { e with Framing = Framing.ContentLength(total + 1L) } with
+            | Error err -> err.Kind = ErrorKind.UnexpectedEnd && err.Offset = total
+            | Ok() -> false
+
+        exact && over && under
+
+[<Property(MaxTest = 300, Arbitrary = [| typeof<BodyArbitraries> |])>]
+let ``chunked encoder output decodes to the same body`` (body: BodyCase) (cuts: int list) =
+    let writer = ArrayBufferWriter<byte>()
+
+    let e =
+        body.Pieces
+        |> List.fold (fun e (p: byte[]) -> Body.write (writer, e, ReadOnlySpan p) |> ok) (Body.encoder Framing.Chunked)
+
+    Body.finish e |> ok
+    writer.Write(ReadOnlySpan(Chunked.lastChunk body.Trailers |> ok))
+
+    decodeAll Framing.Chunked (writer.WrittenSpan.ToArray()) cuts [ 3 ] = Ok(Array.concat body.Pieces, body.Trailers, 0)
+
+[<Test>]
+let ``a message without a body refuses body bytes`` () =
+    match Body.write (ArrayBufferWriter<byte>(), Body.encoder Framing.NoBody, ReadOnlySpan [| 1uy |]) with
+    | Error e -> Assert.That(e.Kind, Is.EqualTo ErrorKind.ContentLengthOverrun)
+    | Ok _ -> Assert.Fail "body bytes were accepted for a message without a body"
