@@ -1,5 +1,7 @@
 namespace HttpUtil.Core
 
+open System
+
 /// The two HTTP versions this library speaks.
 type HttpVersion =
     /// HTTP/1.0: connections close after each exchange unless keep-alive is negotiated.
@@ -91,6 +93,54 @@ module Message =
         | "PUT"
         | "DELETE" -> true
         | _ -> false
+
+    let private isSchemeChar (c: char) =
+        (c >= 'a' && c <= 'z')
+        || (c >= 'A' && c <= 'Z')
+        || (c >= '0' && c <= '9')
+        || c = '+'
+        || c = '-'
+        || c = '.'
+
+    /// True when `target` starts with a scheme and a colon (absolute-form).
+    let private hasScheme (target: string) =
+        let colon = target.IndexOf(':')
+        let mutable i = 1
+
+        while i < colon && isSchemeChar target[i] do
+            i <- i + 1
+
+        colon > 0 && System.Char.IsAsciiLetter target[0] && i = colon
+
+    /// authority-form: uri-host ":" port with a non-empty port (RFC 9112 section 3.2.3).
+    let private isAuthority (target: string) =
+        let colon = target.LastIndexOf(':')
+
+        colon > 0
+        && colon < target.Length - 1
+        && target.AsSpan(colon + 1).IndexOfAnyExceptInRange('0', '9') < 0
+        && target.AsSpan(0, colon).IndexOfAny("/?#@") < 0
+        && (target[0] <> '[' || target[colon - 1] = ']')
+
+    /// Decides the form of a request-target for a method (RFC 9112 section 3.2), or says why none fits.
+    let classifyTarget (method: string) (target: string) : Result<TargetForm, string> =
+        if method = "CONNECT" then
+            if isAuthority target then
+                Ok Authority
+            else
+                Error "a CONNECT request-target must be in authority-form, host:port (RFC 9112 section 3.2.3)"
+        elif target = "*" then
+            if method = "OPTIONS" then
+                Ok Asterisk
+            else
+                Error "asterisk-form is only for OPTIONS (RFC 9112 section 3.2.4)"
+        elif target.Length > 0 && target[0] = '/' then
+            Ok Origin
+        elif hasScheme target then
+            Ok Absolute
+        else
+            Error
+                "request-target is not in origin-form (/path), absolute-form (scheme:...), authority-form (CONNECT) or asterisk-form (RFC 9112 section 3.2)"
 
     /// True when a response with `status` to a CONNECT request opens the tunnel: any 2xx
     /// (RFC 9110 section 9.3.6). The connection then carries the tunnel, not HTTP.

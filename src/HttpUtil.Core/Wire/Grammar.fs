@@ -1,40 +1,55 @@
-/// FParsec grammars for the lines of HTTP/1.x (RFC 9112, RFC 9110), run over text decoded as
-/// Latin-1 so that a char index is a byte offset. Every failure is a typed `HttpError` carried
-/// as an FParsec "other" error; `run` turns replies into `Result`s. Parsers are built once, as
-/// values: limits and lenience ride in the user state.
-module HttpUtil.Core.Grammar
+/// The grammar of HTTP/1.x heads and chunk-size lines (RFC 9112, RFC 9110) as FParsec parsers,
+/// named and composed as the ABNF is. It runs over text decoded as Latin-1, so a char index is a
+/// byte offset. Every failure is a typed `HttpError` (kind, offset, rule) carried as a fatal
+/// FParsec error; `run` turns replies into `Result`s. Parsers are values built once; limits and
+/// lenience ride in the user state. Internal: the public entry points are in `Parser`.
+module internal HttpUtil.Core.Grammar
 
 open System
 open System.Buffers
 open FParsec
 
-/// A grammar parser: user state is the settings in force.
+/// A grammar parser; the user state is the settings in force.
 type P<'T> = Parser<'T, ParserSettings>
+
+// ---------------------------------------------------------------------------------------------
+// Leaves: typed failures, a position, the next char. FParsec's own primitives do the rest.
 
 /// The end-of-stream char FParsec's Peek returns; never a Latin-1 char.
 let private eos = '\uffff'
 
-/// A fatal reply carrying `error`.
-let private fail (error: HttpError) : Reply<'T> =
-    Reply(ReplyStatus.FatalError, otherError (box error))
-
-/// A fatal reply carrying an `HttpError` at the stream's current index.
-let errorAt (stream: CharStream<ParserSettings>) kind message : Reply<'T> =
-    fail (HttpError.create kind stream.Index message)
-
-/// A fatal reply carrying an `HttpError` at an explicit index.
-let errorAtIndex (index: int64) kind message : Reply<'T> =
-    fail (HttpError.create kind index message)
-
-// The character-run parsers, built once: an inline `manySatisfy f` would allocate a closure per call.
-let private tokenChars: P<string> = manySatisfy CharClass.isTchar
-let private vchars: P<string> = manySatisfy CharClass.isVchar
-let private valueChars: P<string> = manySatisfy CharClass.isFieldValueChar
-let private hexDigits: P<string> = manySatisfy CharClass.isHex
-let private skipOws: P<unit> = skipManySatisfy CharClass.isOws
-
 let private describe (c: char) =
     if c = eos then "end of input" else HttpError.describeChar c
+
+let private fatal (error: HttpError) : Reply<'T> =
+    Reply(ReplyStatus.FatalError, otherError (box error))
+
+/// Fails with an error of `kind` at the current position; `message` gets the next char described.
+let private failOn (kind: ErrorKind) (message: string -> string) : P<'T> =
+    fun stream -> fatal (HttpError.create kind stream.Index (message (describe (stream.Peek()))))
+
+/// Fails with an error at the current position whose kind and message depend on the next char.
+let private failBy (decide: char -> struct (ErrorKind * string)) : P<'T> =
+    fun stream ->
+        let struct (kind, message) = decide (stream.Peek())
+        fatal (HttpError.create kind stream.Index message)
+
+/// The current position (a byte offset in the section).
+let private position: P<int64> = fun stream -> Reply(stream.Index)
+
+/// `p`, then `check` on its result and the settings: a value, or a typed error.
+let private checkedWith (check: ParserSettings -> 'T -> Result<'U, HttpError>) (p: P<'T>) : P<'U> =
+    fun stream ->
+        let r = p stream
+
+        if r.Status <> ReplyStatus.Ok then
+            Reply(r.Status, r.Error)
+        else
+            match check stream.UserState r.Result with
+            | Result.Ok u -> Reply(u)
+            | Result.Error e -> fatal e
+
+let private isLineEnd (c: char) = c = '\r' || c = '\n'
 
 /// The error for input that opens with the HTTP/2 connection preface, at `offset`.
 let http2PrefaceError (offset: int64) =
@@ -50,296 +65,216 @@ let methodStartError (offset: int64) (c: char) =
         offset
         (sprintf "request-line starts with %s; the method must be a token (RFC 9110 section 9.1)" (describe c))
 
-/// Parses a line ending: CRLF, or a lone LF when `AllowBareLf` is set. A bare CR is always an
-/// error; any other char is reported through `other` (which names the rule of the context).
-let lineEnd (other: CharStream<ParserSettings> -> char -> Reply<unit>) : P<unit> =
+// ---------------------------------------------------------------------------------------------
+// Character runs (RFC 9110 section 5.6.2, RFC 9112 section 2.2). Built once as values: an
+// inline `manySatisfy f` would allocate a closure per call.
+
+// token = 1*tchar
+let private tokenChars: P<string> = manySatisfy CharClass.isTchar
+// VCHAR runs (request-target, HTTP-version)
+let private vchars: P<string> = manySatisfy CharClass.isVchar
+// field-value characters: VCHAR, obs-text, SP, HTAB
+let private valueChars: P<string> = manySatisfy CharClass.isFieldValueChar
+let private hexDigits: P<string> = manySatisfy CharClass.isHex
+// OWS = *( SP / HTAB )
+let private ows: P<unit> = skipManySatisfy CharClass.isOws
+
+/// `p` (a char run), failing without consuming when it matched nothing: 1*( ... ). FParsec's
+/// `many1Satisfy` does the same through its two-predicate loop, measured slower here.
+let private nonEmpty (p: P<string>) : P<string> =
     fun stream ->
-        let c = stream.Peek()
+        let r = p stream
 
-        if c = '\r' then
-            if stream.Peek(1) = '\n' then
-                stream.Skip(2)
-                Reply(())
-            else
-                errorAt stream ErrorKind.BareCR "CR not followed by LF; lines end with CRLF (RFC 9112 section 2.2)"
-        elif c = '\n' then
-            if stream.UserState.Lenience.AllowBareLf then
-                stream.Skip(1)
-                Reply(())
-            else
-                errorAt stream ErrorKind.BareLF "LF without CR; lines end with CRLF (RFC 9112 section 2.2)"
+        if r.Status = ReplyStatus.Ok && r.Result.Length = 0 then
+            Reply(ReplyStatus.Error, NoErrorMessages)
         else
-            other stream c
+            r
+let private sp: P<unit> = skipChar ' '
 
-let private isLineEnd (c: char) = c = '\r' || c = '\n'
+/// CRLF, or a bare LF when `AllowBareLf` is set (RFC 9112 section 2.2). A CR not followed by LF is
+/// always an error; anything else fails without consuming, for the caller's alternative. FParsec's
+/// newline parsers also take a bare CR or LF, so this leaf is our own.
+let private crlf: P<unit> =
+    fun stream ->
+        match stream.Peek() with
+        | '\r' when stream.Peek(1) = '\n' ->
+            stream.Skip(2)
+            Reply(())
+        | '\r' ->
+            fatal (
+                HttpError.create
+                    ErrorKind.BareCR
+                    stream.Index
+                    "CR not followed by LF; lines end with CRLF (RFC 9112 section 2.2)"
+            )
+        | '\n' when stream.UserState.Lenience.AllowBareLf ->
+            stream.Skip(1)
+            Reply(())
+        | '\n' ->
+            fatal (
+                HttpError.create
+                    ErrorKind.BareLF
+                    stream.Index
+                    "LF without CR; lines end with CRLF (RFC 9112 section 2.2)"
+            )
+        | _ -> Reply(ReplyStatus.Error, NoErrorMessages)
+
+/// CRLF, or the error `orElse` names for whatever stands there instead: `crlf <|> orElse`, fused
+/// into one parser (the line end is on every line's hot path).
+let private lineEndOr (orElse: P<unit>) : P<unit> =
+    fun stream ->
+        let r = crlf stream
+
+        if r.Status = ReplyStatus.Error then orElse stream else r
+
+/// The char `c`, or the error `orElse` names for whatever stands there instead: `skipChar c <|>
+/// orElse`, fused into one parser.
+let private charOr (c: char) (orElse: P<unit>) : P<unit> =
+    fun stream -> if stream.Skip(c) then Reply(()) else orElse stream
 
 // ---------------------------------------------------------------------------------------------
-// Start lines
+// request-line = method SP request-target SP HTTP-version CRLF           (RFC 9112 section 3)
 
 let private knownMethods =
-    [|
-        "GET"
-        "POST"
-        "PUT"
-        "HEAD"
-        "DELETE"
-        "OPTIONS"
-        "PATCH"
-        "CONNECT"
-        "TRACE"
-    |]
+    [| "GET"; "POST"; "PUT"; "HEAD"; "DELETE"; "OPTIONS"; "PATCH"; "CONNECT"; "TRACE" |]
 
-let private knownMethodsSp = knownMethods |> Array.map (fun m -> m + " ")
+/// A common method followed by SP, returned as a shared literal (no allocation).
+let private knownMethodSp: P<string> =
+    knownMethods |> Array.map (fun m -> stringReturn (m + " ") m) |> choice
 
-/// method SP, returning the method. Common methods come back as shared literals (no allocation).
-let private methodThenSp: P<string> =
-    fun stream ->
-        let mutable known = null
-        let mutable i = 0
-
-        while isNull known && i < knownMethods.Length do
-            if stream.Skip(knownMethodsSp[i]) then
-                known <- knownMethods[i]
-
-            i <- i + 1
-
-        if not (isNull known) then
-            Reply(known)
+let private afterMethod =
+    failBy (fun c ->
+        if isLineEnd c || c = eos then
+            struct (ErrorKind.InvalidRequestLine,
+                    "request-line ends after the method; expected method SP request-target SP HTTP-version (RFC 9112 section 3)")
         else
-            let name = tokenChars stream
-            let c = stream.Peek()
+            struct (ErrorKind.InvalidMethod,
+                    sprintf "%s may not appear in a method, which is a token (RFC 9110 section 9.1)" (describe c)))
 
-            if name.Result.Length = 0 then
-                fail (methodStartError stream.Index c)
-            elif c = ' ' then
-                stream.Skip()
-                Reply(name.Result)
-            elif isLineEnd c || c = eos then
-                errorAt
-                    stream
-                    ErrorKind.InvalidRequestLine
-                    "request-line ends after the method; expected method SP request-target SP HTTP-version (RFC 9112 section 3)"
-            else
-                errorAt
-                    stream
-                    ErrorKind.InvalidMethod
-                    (sprintf "%s may not appear in a method, which is a token (RFC 9110 section 9.1)" (describe c))
+// method = token
+let private methodToken: P<string> =
+    nonEmpty tokenChars
+    <|> (fun stream -> fatal (methodStartError stream.Index (stream.Peek())))
 
-let private isSchemeChar (c: char) =
-    (c >= 'a' && c <= 'z')
-    || (c >= 'A' && c <= 'Z')
-    || (c >= '0' && c <= '9')
-    || c = '+'
-    || c = '-'
-    || c = '.'
+// method SP
+let private methodSp: P<string> =
+    knownMethodSp <|> (methodToken .>> charOr ' ' afterMethod)
 
-let private hasScheme (target: string) =
-    let colon = target.IndexOf(':')
-
-    let mutable i = 1
-
-    while i < colon && isSchemeChar target[i] do
-        i <- i + 1
-
-    colon > 0 && Char.IsAsciiLetter target[0] && i = colon
-
-/// authority-form: uri-host ":" port with a non-empty port (RFC 9112 section 3.2.3).
-let private isAuthority (target: string) =
-    let colon = target.LastIndexOf(':')
-
-    colon > 0
-    && colon < target.Length - 1
-    && target.AsSpan(colon + 1).IndexOfAnyExceptInRange('0', '9') < 0
-    && target.AsSpan(0, colon).IndexOfAny("/?#@") < 0
-    && (target[0] <> '[' || target[colon - 1] = ']')
-
-/// Decides the form of a request-target for a method (RFC 9112 section 3.2), or says why none fits.
-let classifyTarget (method: string) (target: string) : Result<TargetForm, string> =
-    if method = "CONNECT" then
-        if isAuthority target then
-            Result.Ok Authority
+// request-target = origin-form / absolute-form / authority-form / asterisk-form, as VCHARs
+let private requestTarget: P<string> =
+    nonEmpty vchars
+    <|> failBy (fun c ->
+        if c = ' ' then
+            struct (ErrorKind.InvalidRequestLine,
+                    "two SP after the method; the request-line takes exactly one SP between its parts (RFC 9112 section 3)")
         else
-            Result.Error "a CONNECT request-target must be in authority-form, host:port (RFC 9112 section 3.2.3)"
-    elif target = "*" then
-        if method = "OPTIONS" then
-            Result.Ok Asterisk
+            struct (ErrorKind.InvalidTarget, sprintf "%s may not start a request-target (RFC 9112 section 3.2)" (describe c)))
+
+let private afterTarget =
+    failBy (fun c ->
+        if isLineEnd c || c = eos then
+            struct (ErrorKind.InvalidRequestLine,
+                    "request-line has no HTTP-version (HTTP/0.9 is not supported; RFC 9112 section 3)")
         else
-            Result.Error "asterisk-form is only for OPTIONS (RFC 9112 section 3.2.4)"
-    elif target[0] = '/' then
-        Result.Ok Origin
-    elif hasScheme target then
-        Result.Ok Absolute
-    else
-        Result.Error
-            "request-target is not in origin-form (/path), absolute-form (scheme:...), authority-form (CONNECT) or asterisk-form (RFC 9112 section 3.2)"
+            struct (ErrorKind.InvalidTarget, sprintf "%s may not appear in a request-target (RFC 9112 section 3.2)" (describe c)))
 
-/// request-target SP, returning the target and its form.
-let private targetThenSp (method: string) : P<struct (string * TargetForm)> =
-    fun stream ->
-        let start = stream.Index
-        let t = vchars stream
-        let c = stream.Peek()
+/// method SP request-target SP, the target's form decided by its method (at the target's offset).
+let private methodAndTarget: P<struct (string * string * TargetForm)> =
+    pipe3 methodSp position (requestTarget .>> charOr ' ' afterTarget) (fun m at t -> struct (m, at, t))
+    |> checkedWith (fun _ (struct (m, at, t)) ->
+        match Message.classifyTarget m t with
+        | Result.Ok form -> Result.Ok(struct (m, t, form))
+        | Result.Error why -> Result.Error(HttpError.create ErrorKind.InvalidTarget at why))
 
-        if t.Result.Length = 0 then
-            if c = ' ' then
-                errorAt
-                    stream
-                    ErrorKind.InvalidRequestLine
-                    "two SP after the method; the request-line takes exactly one SP between its parts (RFC 9112 section 3)"
-            else
-                errorAt
-                    stream
-                    ErrorKind.InvalidTarget
-                    (sprintf "%s may not start a request-target (RFC 9112 section 3.2)" (describe c))
-        elif c = ' ' then
-            match classifyTarget method t.Result with
-            | Result.Ok form ->
-                stream.Skip()
-                Reply(struct (t.Result, form))
-            | Result.Error why -> errorAtIndex start ErrorKind.InvalidTarget why
-        elif isLineEnd c || c = eos then
-            errorAt
-                stream
-                ErrorKind.InvalidRequestLine
-                "request-line has no HTTP-version (HTTP/0.9 is not supported; RFC 9112 section 3)"
-        else
-            errorAt
-                stream
-                ErrorKind.InvalidTarget
-                (sprintf "%s may not appear in a request-target (RFC 9112 section 3.2)" (describe c))
-
-/// HTTP-version, "HTTP/1.0" or "HTTP/1.1". Other well-formed versions are UnsupportedVersion.
-let version: P<HttpVersion> =
-    fun stream ->
-        if stream.Skip("HTTP/1.1") then
-            Reply(Http11)
-        elif stream.Skip("HTTP/1.0") then
-            Reply(Http10)
-        else
-            let start = stream.Index
-            let s = vchars stream
-            let v = s.Result
-
-            if
-                v.Length = 8
-                && v.StartsWith("HTTP/")
-                && Char.IsAsciiDigit v[5]
-                && v[6] = '.'
-                && Char.IsAsciiDigit v[7]
-            then
-                errorAtIndex
-                    start
+/// A well-formed HTTP-version other than HTTP/1.0 and 1.1 is unsupported; anything else invalid.
+let private versionError: P<HttpVersion> =
+    pipe3 position vchars (fun stream -> Reply(stream.Peek())) (fun at v next -> struct (at, v, next))
+    |> checkedWith (fun _ (struct (at, v, next)) ->
+        if
+            v.Length = 8
+            && v.StartsWith("HTTP/")
+            && Char.IsAsciiDigit v[5]
+            && v[6] = '.'
+            && Char.IsAsciiDigit v[7]
+        then
+            Result.Error(
+                HttpError.create
                     ErrorKind.UnsupportedVersion
+                    at
                     (sprintf "%s is not supported; only HTTP/1.0 and HTTP/1.1 are (RFC 9112 section 2.3)" v)
-            else
-                errorAtIndex
-                    start
+            )
+        else
+            Result.Error(
+                HttpError.create
                     ErrorKind.InvalidVersion
+                    at
                     (sprintf
                         "HTTP-version must be HTTP/DIGIT.DIGIT, case-sensitive (RFC 9112 section 2.3); found %s"
-                        (if v.Length = 0 then
-                             describe (stream.Peek())
-                         else
-                             "\"" + v + "\""))
+                        (if v.Length = 0 then describe next else "\"" + v + "\""))
+            ))
+
+// HTTP-version = HTTP-name "/" DIGIT "." DIGIT                             (RFC 9112 section 2.3)
+let private httpVersion: P<HttpVersion> =
+    stringReturn "HTTP/1.1" Http11 <|> stringReturn "HTTP/1.0" Http10 <|> versionError
 
 let private requestLineEnd =
-    lineEnd (fun stream c ->
-        errorAt
-            stream
-            ErrorKind.InvalidRequestLine
-            (sprintf "%s after the HTTP-version; the request-line ends with CRLF (RFC 9112 section 3)" (describe c)))
+    lineEndOr (
+        failOn ErrorKind.InvalidRequestLine (sprintf "%s after the HTTP-version; the request-line ends with CRLF (RFC 9112 section 3)")
+    )
 
-/// request-line = method SP request-target SP HTTP-version CRLF. The HTTP/2 preface is its own error.
+// The HTTP/2 preface reads like a request-line for method PRI; it gets an error of its own.
+let private http2Preface: P<struct (string * string * TargetForm * HttpVersion)> =
+    skipString "PRI * HTTP/2.0" >>. (fun _ -> fatal (http2PrefaceError 0L))
+
+/// request-line, as (method, target, form, version).
 let requestLine: P<struct (string * string * TargetForm * HttpVersion)> =
-    fun stream ->
-        let m = methodThenSp stream
-
-        if m.Status <> ReplyStatus.Ok then
-            Reply(m.Status, m.Error)
-        elif m.Result = "PRI" && stream.Match("* HTTP/2.0") then
-            fail (http2PrefaceError 0L)
-        else
-            let t = targetThenSp m.Result stream
-
-            if t.Status <> ReplyStatus.Ok then
-                Reply(t.Status, t.Error)
-            else
-                let v = version stream
-
-                if v.Status <> ReplyStatus.Ok then
-                    Reply(v.Status, v.Error)
-                else
-                    let e = requestLineEnd stream
-
-                    if e.Status <> ReplyStatus.Ok then
-                        Reply(e.Status, e.Error)
-                    else
-                        let struct (target, form) = t.Result
-                        Reply(struct (m.Result, target, form, v.Result))
-
-let private statusLineEnd =
-    lineEnd (fun stream c ->
-        errorAt
-            stream
-            ErrorKind.InvalidStatusLine
-            (sprintf "%s in the reason-phrase (RFC 9112 section 4)" (describe c)))
-
-/// status-line = HTTP-version SP 3DIGIT SP [ reason-phrase ] CRLF. As Go does, the SP after the
-/// status code may be missing when there is no reason.
-let statusLine: P<struct (HttpVersion * int * string)> =
-    fun stream ->
-        let v = version stream
-
-        if v.Status <> ReplyStatus.Ok then
-            Reply(v.Status, v.Error)
-        elif not (stream.Skip(' ')) then
-            errorAt
-                stream
-                ErrorKind.InvalidStatusLine
-                (sprintf "%s after the HTTP-version; expected one SP (RFC 9112 section 4)" (describe (stream.Peek())))
-        else
-            let d0 = stream.Peek()
-            let d1 = stream.Peek(1)
-            let d2 = stream.Peek(2)
-
-            if not (Char.IsAsciiDigit d0 && Char.IsAsciiDigit d1 && Char.IsAsciiDigit d2) then
-                errorAt stream ErrorKind.InvalidStatusLine "status-code must be three digits (RFC 9112 section 4)"
-            else
-                let code = (int d0 - 48) * 100 + (int d1 - 48) * 10 + (int d2 - 48)
-
-                if code < 100 then
-                    errorAt
-                        stream
-                        ErrorKind.InvalidStatusLine
-                        (sprintf "status-code %03d is below 100 (RFC 9110 section 15)" code)
-                else
-                    stream.Skip(3)
-                    let c = stream.Peek()
-
-                    if c <> ' ' && not (isLineEnd c) then
-                        errorAt
-                            stream
-                            ErrorKind.InvalidStatusLine
-                            (sprintf "%s after the status-code; expected SP (RFC 9112 section 4)" (describe c))
-                    else
-                        let reason =
-                            if c = ' ' then
-                                stream.Skip()
-                                (valueChars stream).Result
-                            else
-                                ""
-
-                        let e = statusLineEnd stream
-
-                        if e.Status <> ReplyStatus.Ok then
-                            Reply(e.Status, e.Error)
-                        else
-                            Reply(struct (v.Result, code, reason))
+    http2Preface
+    <|> pipe2 methodAndTarget (httpVersion .>> requestLineEnd) (fun (struct (m, t, form)) v -> struct (m, t, form, v))
 
 // ---------------------------------------------------------------------------------------------
-// Field sections
+// status-line = HTTP-version SP status-code SP [ reason-phrase ] CRLF    (RFC 9112 section 4)
+// As Go does, the SP after the status code may be missing when there is no reason.
 
-/// Where a field section stands: obs-fold rules and the limit on its count differ.
+let private afterVersion =
+    failOn ErrorKind.InvalidStatusLine (sprintf "%s after the HTTP-version; expected one SP (RFC 9112 section 4)")
+
+// status-code = 3DIGIT (100 or more: checked by the status-line, at the code's offset)
+let private statusCode: P<int> =
+    attempt (pipe3 digit digit digit (fun a b c -> (int a - 48) * 100 + (int b - 48) * 10 + (int c - 48)))
+    <|> failOn ErrorKind.InvalidStatusLine (fun _ -> "status-code must be three digits (RFC 9112 section 4)")
+
+// reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
+let private reasonPhrase: P<string> =
+    (sp >>. valueChars)
+    <|> (followedBy (satisfy isLineEnd) >>% "")
+    <|> failOn ErrorKind.InvalidStatusLine (sprintf "%s after the status-code; expected SP (RFC 9112 section 4)")
+
+let private statusLineEnd =
+    lineEndOr (failOn ErrorKind.InvalidStatusLine (sprintf "%s in the reason-phrase (RFC 9112 section 4)"))
+
+/// status-line, as (version, status, reason).
+let statusLine: P<struct (HttpVersion * int * string)> =
+    pipe4
+        (httpVersion .>> charOr ' ' afterVersion)
+        position
+        statusCode
+        (reasonPhrase .>> statusLineEnd)
+        (fun v at code reason -> struct (v, at, code, reason))
+    |> checkedWith (fun _ (struct (v, at, code, reason)) ->
+        if code < 100 then
+            Result.Error(
+                HttpError.create
+                    ErrorKind.InvalidStatusLine
+                    at
+                    (sprintf "status-code %03d is below 100 (RFC 9110 section 15)" code)
+            )
+        else
+            Result.Ok(struct (v, code, reason)))
+
+// ---------------------------------------------------------------------------------------------
+// Field sections: *( field-line CRLF ) CRLF                                (RFC 9112 section 5)
+
+/// Where a field section stands: obs-fold rules differ.
 type FieldContext =
     /// A request head: obs-fold is always rejected.
     | RequestFields
@@ -348,70 +283,43 @@ type FieldContext =
     /// A chunked trailer section: as a request or response, by `isRequest`.
     | TrailerFields of isRequest: bool
 
-let private ows = [| ' '; '\t' |]
+/// One line of a field section: a field, or an obs-fold continuing the previous one.
+[<Struct>]
+type private FieldPart =
+    | Line of Field: HeaderField
+    | Fold of Continuation: string
 
-/// The end of a field value; the caller has checked that a CR or LF is next.
-let private valueLineEnd =
-    lineEnd (fun stream c ->
-        errorAt stream ErrorKind.InvalidFieldValue (sprintf "%s in a field value (RFC 9110 section 5.5)" (describe c)))
+let private owsChars = [| ' '; '\t' |]
 
-let private foldEnd =
-    lineEnd (fun stream c ->
-        errorAt
-            stream
-            ErrorKind.InvalidFieldValue
-            (sprintf "%s in a folded field value (RFC 9110 section 5.5)" (describe c)))
-
-/// field-line = field-name ":" OWS field-value OWS CRLF; returns the field with its value trimmed.
-let fieldLine: P<HeaderField> =
-    fun stream ->
-        let name = tokenChars stream
-        let n = name.Result
-        let c = stream.Peek()
-
-        if n.Length = 0 then
-            errorAt
-                stream
-                ErrorKind.InvalidFieldName
-                (sprintf "%s may not start a field name, which is a token (RFC 9110 section 5.1)" (describe c))
-        elif c = ':' then
-            stream.Skip()
-            skipOws stream |> ignore
-            let value = valueChars stream
-            let next = stream.Peek()
-
-            if not (isLineEnd next) then
-                errorAt
-                    stream
-                    ErrorKind.InvalidFieldValue
-                    (sprintf
-                        "%s in the value of field %s; values hold no control characters but HTAB (RFC 9110 section 5.5)"
-                        (describe next)
-                        n)
-            else
-                let e = valueLineEnd stream
-
-                if e.Status <> ReplyStatus.Ok then
-                    Reply(e.Status, e.Error)
-                else
-                    Reply(
-                        {
-                            Name = n
-                            Value = value.Result.TrimEnd(ows)
-                        }
-                    )
-        elif CharClass.isOws c then
-            errorAt
-                stream
-                ErrorKind.WhitespaceBeforeColon
-                (sprintf "whitespace between field name %s and its colon must be rejected (RFC 9112 section 5.1)" n)
+let private afterName =
+    failBy (fun c ->
+        if CharClass.isOws c then
+            struct (ErrorKind.WhitespaceBeforeColon,
+                    "whitespace between a field name and its colon must be rejected (RFC 9112 section 5.1)")
         elif isLineEnd c || c = eos then
-            errorAt stream ErrorKind.InvalidFieldName (sprintf "field line %s has no colon (RFC 9112 section 5)" n)
+            struct (ErrorKind.InvalidFieldName, "a field line has no colon (RFC 9112 section 5)")
         else
-            errorAt
-                stream
-                ErrorKind.InvalidFieldName
-                (sprintf "%s may not appear in a field name, which is a token (RFC 9110 section 5.1)" (describe c))
+            struct (ErrorKind.InvalidFieldName,
+                    sprintf "%s may not appear in a field name, which is a token (RFC 9110 section 5.1)" (describe c)))
+
+// field-name = token
+let private fieldName: P<string> = nonEmpty tokenChars
+
+/// What stands where a field line should start, when it is neither a field nor an obs-fold.
+let private badFieldStart: P<FieldPart> =
+    failOn ErrorKind.InvalidFieldName (sprintf "%s may not start a field name, which is a token (RFC 9110 section 5.1)")
+
+let private valueEnd =
+    lineEndOr (
+        failOn
+            ErrorKind.InvalidFieldValue
+            (sprintf "%s in a field value; values hold no control characters but HTAB (RFC 9110 section 5.5)")
+    )
+
+// field-line = field-name ":" OWS field-value OWS
+let private fieldLine: P<FieldPart> =
+    pipe3 fieldName (charOr ':' afterName >>. ows >>. valueChars) valueEnd (fun n v () ->
+        Line { Name = n; Value = v.TrimEnd(owsChars) })
 
 let private foldAllowed (ctx: FieldContext) (settings: ParserSettings) =
     match ctx with
@@ -420,114 +328,107 @@ let private foldAllowed (ctx: FieldContext) (settings: ParserSettings) =
     | RequestFields
     | TrailerFields true -> false
 
-let private finalLineEnd =
-    lineEnd (fun stream c ->
-        errorAt
-            stream
-            ErrorKind.InvalidFieldName
-            (sprintf "%s where a field line or the empty line was expected (RFC 9112 section 2.1)" (describe c)))
+// obs-fold = OWS CRLF RWS: a line that starts with whitespace continues the previous field
+let private obsFold (ctx: FieldContext) : P<FieldPart> =
+    let refuse =
+        failOn ErrorKind.ObsFold (fun _ ->
+            "obs-fold (a line starting with whitespace) continues a field; it is not allowed here (RFC 9112 section 5.2)")
 
-/// A field section up to and including its terminating empty line, at most `maxCount` fields.
-let fields (ctx: FieldContext) (maxCount: int) : P<Headers> =
-    fun stream ->
-        let pool = ArrayPool<HeaderField>.Shared
-        let mutable buffer = pool.Rent 16
-        let mutable count = 0
-        let mutable result = Unchecked.defaultof<Reply<Headers>>
-        let mutable fin = false
-
-        while not fin do
-            let c = stream.Peek()
-
-            if isLineEnd c then
-                let e = finalLineEnd stream
-                fin <- true
-
-                result <-
-                    if e.Status <> ReplyStatus.Ok then
-                        Reply(e.Status, e.Error)
-                    else
-                        Reply(Headers.Own(buffer.AsSpan(0, count).ToArray()))
-            elif CharClass.isOws c then
-                fin <- true
-
-                if count = 0 then
-                    result <-
-                        errorAt
-                            stream
-                            ErrorKind.ObsFold
-                            "whitespace before the first field line must be rejected (RFC 9112 section 2.2)"
-                elif not (foldAllowed ctx stream.UserState) then
-                    result <-
-                        errorAt
-                            stream
-                            ErrorKind.ObsFold
-                            (sprintf
-                                "obs-fold (a line starting with whitespace) continues field %s; it is not allowed here (RFC 9112 section 5.2)"
-                                buffer[count - 1].Name)
-                else
-                    skipOws stream |> ignore
-                    let more = valueChars stream
-                    let e = foldEnd stream
-
-                    if e.Status <> ReplyStatus.Ok then
-                        result <- Reply(e.Status, e.Error)
-                    else
-                        fin <- false
-                        let prev = buffer[count - 1]
-                        let cont = more.Result.TrimEnd(ows)
-
-                        let joined =
-                            if cont.Length = 0 then prev.Value
-                            elif prev.Value.Length = 0 then cont
-                            else prev.Value + " " + cont
-
-                        buffer[count - 1] <- { prev with Value = joined }
-            elif count >= maxCount then
-                fin <- true
-
-                result <-
-                    errorAt
-                        stream
-                        ErrorKind.TooManyHeaders
-                        (sprintf "more than %d field lines (limit MaxHeaderCount)" maxCount)
+    let allowed: P<unit> =
+        fun stream ->
+            if foldAllowed ctx stream.UserState then
+                Reply(())
             else
-                let f = fieldLine stream
+                refuse stream
 
-                if f.Status <> ReplyStatus.Ok then
-                    fin <- true
-                    result <- Reply(f.Status, f.Error)
-                else
-                    if count = buffer.Length then
-                        let bigger = pool.Rent(buffer.Length * 2)
-                        buffer.AsSpan(0, count).CopyTo(bigger.AsSpan())
-                        pool.Return(buffer, true)
-                        buffer <- bigger
+    followedBy (satisfy CharClass.isOws)
+    >>. allowed
+    >>. ows
+    >>. valueChars
+    .>> lineEndOr (failOn ErrorKind.InvalidFieldValue (sprintf "%s in a folded field value (RFC 9110 section 5.5)"))
+    |>> fun v -> Fold(v.TrimEnd(owsChars))
 
-                    buffer[count] <- f.Result
-                    count <- count + 1
+let private firstLineFold: P<FieldPart> =
+    followedBy (satisfy CharClass.isOws)
+    >>. failOn ErrorKind.ObsFold (fun _ -> "whitespace before the first field line must be rejected (RFC 9112 section 2.2)")
 
-        pool.Return(buffer, true)
-        result
+/// Collects the fields of one section. One buffer per thread, reused: a parse runs to its end
+/// on the thread that started it; the fields are copied out once at the end.
+[<AllowNullLiteral>]
+type private FieldBuffer() =
+    let mutable items: HeaderField[] = Array.zeroCreate 16
+    let mutable count = 0
 
-/// A start line, then a field section and its empty line, combined by `build`.
-let private head (startLine: P<'Line>) (ctx: FieldContext) (build: 'Line -> Headers -> 'Head) : P<'Head> =
-    fun stream ->
-        let line = startLine stream
+    member this.Reset() =
+        count <- 0
+        this
 
-        if line.Status <> ReplyStatus.Ok then
-            Reply(line.Status, line.Error)
+    member this.Add(part: FieldPart) =
+        match part with
+        | Line f ->
+            if count = items.Length then
+                Array.Resize(&items, items.Length * 2)
+
+            items[count] <- f
+            count <- count + 1
+        | Fold more ->
+            let prev = items[count - 1]
+
+            let joined =
+                if more.Length = 0 then prev.Value
+                elif prev.Value.Length = 0 then more
+                else prev.Value + " " + more
+
+            items[count - 1] <- { prev with Value = joined }
+
+        this
+
+    member _.ToHeaders() =
+        if count = 0 then
+            Headers.Empty
         else
-            let h = fields ctx stream.UserState.Limits.MaxHeaderCount stream
+            Headers.Own(items.AsSpan(0, count).ToArray())
 
-            if h.Status <> ReplyStatus.Ok then
-                Reply(h.Status, h.Error)
-            else
-                Reply(build line.Result h.Result)
+type private FieldBuffers =
+    [<ThreadStatic; DefaultValue>]
+    static val mutable private current: FieldBuffer
+
+    /// This thread's buffer, emptied.
+    static member Rent() =
+        if isNull FieldBuffers.current then
+            FieldBuffers.current <- FieldBuffer()
+
+        FieldBuffers.current.Reset()
+
+/// A field section up to and including its empty line. The number of fields and the section's
+/// size are bounded by the scan that finds the section's end (`Parser.scanSection`), before the
+/// grammar runs, so they are not counted again here.
+let private fieldSection (ctx: FieldContext) : P<Headers> =
+    Inline.ManyTill(
+        (fun part -> FieldBuffers.Rent().Add(part)),
+        (fun (b: FieldBuffer) part -> b.Add(part)),
+        (fun b () -> b.ToHeaders()),
+        fieldLine <|> obsFold ctx <|> badFieldStart,
+        crlf,
+        fieldLine <|> firstLineFold <|> badFieldStart,
+        (fun () -> Headers.Empty)
+    )
+
+let private requestFields = fieldSection RequestFields
+let private responseFields = fieldSection ResponseFields
+let private requestTrailers = fieldSection (TrailerFields true)
+let private responseTrailers = fieldSection (TrailerFields false)
+
+/// A trailer section (the field lines after a last-chunk) and its empty line.
+let trailerSection (isRequest: bool) : P<Headers> =
+    if isRequest then requestTrailers else responseTrailers
+
+// ---------------------------------------------------------------------------------------------
+// Heads: start-line *( field-line CRLF ) CRLF                               (RFC 9112 section 2.1)
 
 /// A whole request head: request-line, fields, empty line.
 let requestHead: P<RequestHead> =
-    head requestLine RequestFields (fun (struct (m, t, form, v)) h ->
+    pipe2 requestLine requestFields (fun (struct (m, t, form, v)) h ->
         {
             Method = m
             Target = t
@@ -538,7 +439,7 @@ let requestHead: P<RequestHead> =
 
 /// A whole response head: status-line, fields, empty line.
 let responseHead: P<ResponseHead> =
-    head statusLine ResponseFields (fun (struct (v, s, r)) h ->
+    pipe2 statusLine responseFields (fun (struct (v, s, r)) h ->
         {
             Version = v
             Status = s
@@ -547,157 +448,85 @@ let responseHead: P<ResponseHead> =
         })
 
 // ---------------------------------------------------------------------------------------------
-// Chunk-size lines (RFC 9112 section 7.1)
+// chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF                     (RFC 9112 section 7.1)
+// chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
 
+let private isQdtext (c: char) =
+    c = '\t' || (c >= ' ' && c <> '"' && c <> '\\' && c <> '\x7f' && c <= '\xff')
+
+let private isQuotable (c: char) =
+    c = '\t' || (c >= ' ' && c <> '\x7f' && c <= '\xff')
+
+// quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+let private quotedPair: P<unit> =
+    followedBy (skipChar '\\')
+    >>. (attempt (skipChar '\\' >>. skipSatisfy isQuotable)
+         <|> failOn ErrorKind.InvalidChunkExtension (fun _ ->
+             "invalid quoted-pair in a chunk extension (RFC 9110 section 5.6.4)"))
+
+// quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE
 let private quotedString: P<unit> =
-    fun stream ->
-        // DQUOTE *( qdtext / quoted-pair ) DQUOTE
-        stream.Skip() // opening quote
-        let mutable fin = false
-        let mutable result = Reply(())
+    skipChar '"'
+    >>. skipMany (skipMany1Satisfy isQdtext <|> quotedPair)
+    .>> (skipChar '"'
+         <|> failOn ErrorKind.InvalidChunkExtension (sprintf "%s inside a quoted chunk extension value (RFC 9110 section 5.6.4)"))
 
-        while not fin do
-            let c = stream.Peek()
+// chunk-ext-val = token / quoted-string
+let private extValue: P<unit> =
+    quotedString
+    <|> (nonEmpty tokenChars >>% ())
+    <|> failOn ErrorKind.InvalidChunkExtension (fun _ ->
+        "a chunk extension value must be a token or a quoted-string (RFC 9112 section 7.1.1)")
 
-            if c = '"' then
-                stream.Skip()
-                fin <- true
-            elif c = '\\' then
-                let q = stream.Peek(1)
+// chunk-ext-name = token
+let private extName: P<unit> =
+    (nonEmpty tokenChars >>% ())
+    <|> failOn ErrorKind.InvalidChunkExtension (fun _ ->
+        "a chunk extension needs a token name after ';' (RFC 9112 section 7.1.1)")
 
-                if q = '\t' || (q >= ' ' && q <> '\x7f' && q <= '\xff') then
-                    stream.Skip(2)
-                else
-                    fin <- true
+/// BWS ";" : whitespace after the size (or a previous extension) must lead to another extension.
+let private extStart: P<unit> =
+    (ows >>? skipChar ';')
+    <|> (skipMany1Satisfy CharClass.isOws
+         >>. failOn ErrorKind.InvalidChunkSize (fun _ ->
+             "whitespace after a chunk-size must be followed by ';' and an extension (RFC 9112 section 7.1)"))
 
-                    result <-
-                        errorAt
-                            stream
-                            ErrorKind.InvalidChunkExtension
-                            "invalid quoted-pair in a chunk extension (RFC 9110 section 5.6.4)"
-            elif c = '\t' || (c >= ' ' && c <> '\x7f' && c <= '\xff') then
-                stream.Skip()
-            else
-                fin <- true
+let private chunkExt: P<unit> =
+    skipMany (extStart >>. ows >>. extName >>. ows >>. optional (skipChar '=' >>. ows >>. extValue))
 
-                result <-
-                    errorAt
-                        stream
-                        ErrorKind.InvalidChunkExtension
-                        (sprintf "%s inside a quoted chunk extension value (RFC 9110 section 5.6.4)" (describe c))
+// chunk-size = 1*HEXDIG, at most MaxChunkSizeDigits digits and within an Int64
+let private chunkSize: P<int64> =
+    pipe2 position hexDigits (fun at d -> struct (at, d))
+    |> checkedWith (fun settings (struct (at, d)) ->
+        let maxDigits = settings.Limits.MaxChunkSizeDigits
+        let trimmed = d.AsSpan().TrimStart('0')
 
-        result
+        if d.Length > maxDigits then
+            Result.Error(
+                HttpError.create
+                    ErrorKind.ChunkSizeTooLarge
+                    at
+                    (sprintf "chunk-size has %d hex digits, more than the limit of %d (MaxChunkSizeDigits)" d.Length maxDigits)
+            )
+        elif trimmed.Length > 16 || (trimmed.Length = 16 && trimmed[0] > '7') then
+            Result.Error(
+                HttpError.create ErrorKind.ChunkSizeTooLarge at (sprintf "chunk-size %s does not fit a signed 64-bit length" d)
+            )
+        else
+            Result.Ok(Int64.Parse(d, Globalization.NumberStyles.AllowHexSpecifier)))
 
-/// chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ); validated and skipped.
-let private chunkExtensions: P<unit> =
-    fun stream ->
-        let mutable result = Reply(())
-        let mutable fin = false
-
-        while not fin do
-            let before = stream.Index
-            skipOws stream |> ignore
-
-            if stream.Peek() <> ';' then
-                fin <- true
-
-                if stream.Index <> before then
-                    result <-
-                        errorAt
-                            stream
-                            ErrorKind.InvalidChunkSize
-                            "whitespace after a chunk-size must be followed by ';' and an extension (RFC 9112 section 7.1)"
-            else
-                stream.Skip()
-                skipOws stream |> ignore
-                let name = tokenChars stream
-
-                if name.Result.Length = 0 then
-                    fin <- true
-
-                    result <-
-                        errorAt
-                            stream
-                            ErrorKind.InvalidChunkExtension
-                            "a chunk extension needs a token name after ';' (RFC 9112 section 7.1.1)"
-                else
-                    skipOws stream |> ignore
-
-                    if stream.Skip('=') then
-                        skipOws stream |> ignore
-
-                        if stream.Peek() = '"' then
-                            let q = quotedString stream
-
-                            if q.Status <> ReplyStatus.Ok then
-                                fin <- true
-                                result <- q
-                        else
-                            let v = tokenChars stream
-
-                            if v.Result.Length = 0 then
-                                fin <- true
-
-                                result <-
-                                    errorAt
-                                        stream
-                                        ErrorKind.InvalidChunkExtension
-                                        "a chunk extension value must be a token or a quoted-string (RFC 9112 section 7.1.1)"
-
-        result
+let private chunkSizeStart =
+    followedBy (satisfy CharClass.isHex)
+    <|> failOn ErrorKind.InvalidChunkSize (sprintf "chunk-size must start with a hex digit, found %s (RFC 9112 section 7.1)")
 
 let private chunkLineEnd =
-    lineEnd (fun stream c ->
-        errorAt
-            stream
-            ErrorKind.InvalidChunkSize
-            (sprintf "%s in a chunk-size line; expected chunk-ext or CRLF (RFC 9112 section 7.1)" (describe c)))
+    lineEndOr (
+        failOn ErrorKind.InvalidChunkSize (sprintf "%s in a chunk-size line; expected chunk-ext or CRLF (RFC 9112 section 7.1)")
+    )
 
-/// chunk-size [ chunk-ext ] CRLF, returning the size. Guards overflow: at most
-/// `MaxChunkSizeDigits` hex digits, and the value must fit an Int64.
+/// chunk-size [ chunk-ext ] CRLF, returning the size.
 let chunkSizeLine: P<int64> =
-    fun stream ->
-        let start = stream.Index
-        let digits = hexDigits stream
-        let d = digits.Result
-        let maxDigits = stream.UserState.Limits.MaxChunkSizeDigits
-
-        if d.Length = 0 then
-            errorAt
-                stream
-                ErrorKind.InvalidChunkSize
-                (sprintf
-                    "chunk-size must start with a hex digit, found %s (RFC 9112 section 7.1)"
-                    (describe (stream.Peek())))
-        elif d.Length > maxDigits then
-            errorAtIndex
-                start
-                ErrorKind.ChunkSizeTooLarge
-                (sprintf
-                    "chunk-size has %d hex digits, more than the limit of %d (MaxChunkSizeDigits)"
-                    d.Length
-                    maxDigits)
-        else
-            let trimmed = d.AsSpan().TrimStart('0')
-
-            if trimmed.Length > 16 || (trimmed.Length = 16 && trimmed[0] > '7') then
-                errorAtIndex
-                    start
-                    ErrorKind.ChunkSizeTooLarge
-                    (sprintf "chunk-size %s does not fit a signed 64-bit length" d)
-            else
-                let size = Int64.Parse(d, Globalization.NumberStyles.AllowHexSpecifier)
-                let ext = chunkExtensions stream
-
-                if ext.Status <> ReplyStatus.Ok then
-                    Reply(ext.Status, ext.Error)
-                else
-                    let e = chunkLineEnd stream
-
-                    if e.Status <> ReplyStatus.Ok then
-                        Reply(e.Status, e.Error)
-                    else
-                        Reply(size)
+    chunkSizeStart >>. chunkSize .>> chunkExt .>> chunkLineEnd
 
 // ---------------------------------------------------------------------------------------------
 // Running

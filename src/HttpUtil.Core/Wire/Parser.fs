@@ -303,7 +303,7 @@ let parseTrailers
     | ScanFound length ->
         let raw = decodeLatin1 (input.Slice(0, length))
 
-        Grammar.run (Grammar.fields (Grammar.TrailerFields isRequest) limits.MaxHeaderCount) settings raw
+        Grammar.run (Grammar.trailerSection isRequest) settings raw
         |> Result.map (fun h -> Complete(h, length))
 
 /// `parseRequestHead` over a byte array.

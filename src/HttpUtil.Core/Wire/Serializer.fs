@@ -41,7 +41,7 @@ let validateRequest (head: RequestHead) : Result<unit, HttpError> =
                 head.Target
         )
     else
-        match Grammar.classifyTarget head.Method head.Target with
+        match Message.classifyTarget head.Method head.Target with
         | Error why -> invalid why
         | Ok form when form <> head.Form ->
             invalid (sprintf "request-target %s is in %A form, not %A" head.Target form head.Form)
