@@ -14,7 +14,7 @@ open HttpUtil.Tests.Support
 let ``demo pipelines three requests and ends with a refused fourth write`` () =
     task {
         use out = new StringWriter()
-        let! code = Demo.RunAsync(out, CancellationToken.None)
+        let! code = DemoCommand.RunAsync(out, CancellationToken.None)
         let text = out.ToString()
         Assert.That(code, Is.EqualTo 0, text)
         Assert.That(text, Does.Contain "wrote 3 requests back to back (pipelined); Pending = 3")
@@ -67,3 +67,21 @@ let ``trace prints every hook of a request in order, and a failure exits 1`` () 
         Assert.That(out2.ToString(), Does.Contain("ConnectDone").And.Contain("failed: could not connect"))
     }
     |> sync
+
+[<Test>]
+let ``parse prints the head, the framing and a chunked body with its trailers; a bad head exits 1 with its status hint`` () =
+    use out = new StringWriter()
+    let sample = Text.Encoding.Latin1.GetBytes ParseCommand.SampleRequest
+    let code = ParseCommand.Run(out, sample, HttpUtil.Core.ParserSettings.Default, false, "GET")
+    let text = out.ToString()
+    Assert.That(code, Is.EqualTo 0, text)
+    Assert.That(text, Does.Contain "target       /api/orders?dry-run=true (Origin form)")
+    Assert.That(text, Does.Contain "body         chunked")
+    Assert.That(text, Does.Contain "body data    13 bytes: {\"sku\":\"A-1\"}")
+    Assert.That(text, Does.Contain "  X-Checksum: 9f2c")
+
+    use bad = new StringWriter()
+    let noHostLine = Text.Encoding.Latin1.GetBytes("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n")
+    let code = ParseCommand.Run(bad, noHostLine, HttpUtil.Core.ParserSettings.Default, false, "GET")
+    Assert.That(code, Is.EqualTo 1)
+    Assert.That(bad.ToString(), Does.Contain("WhitespaceBeforeColon at byte 19").And.Contain("(answer 400)"))

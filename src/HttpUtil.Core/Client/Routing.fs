@@ -30,6 +30,22 @@ type FailedAttempt =
 
 /// The client's routing and retry rules (Go's Transport).
 module Routing =
+    /// True for the schemes a client transport speaks HTTP/1.x to: http and https.
+    let supportsScheme (scheme: string) = scheme = "http" || scheme = "https"
+
+    /// True when a connection for `scheme` is made over TLS.
+    let usesTls (scheme: string) = scheme = "https"
+
+    /// The HTTP/1.x version to send a request asking for `major.minor` as: HTTP/1.0 as it is,
+    /// anything else as HTTP/1.1; an error when a request for HTTP/2 or later insists on exactly
+    /// that version (`exact`), which an HTTP/1.x transport cannot give.
+    let wireVersion (major: int) (minor: int) (exact: bool) : Result<HttpVersion, string> =
+        match major, minor with
+        | 1, 0 -> Ok Http10
+        | m, _ when m >= 2 && exact ->
+            Error(sprintf "this transport speaks HTTP/1.x only; the request demands HTTP/%d.%d" major minor)
+        | _ -> Ok Http11
+
     /// How to reach a request with this URI scheme, with or without a forward proxy.
     let route (scheme: string) (hasProxy: bool) =
         match hasProxy, scheme with

@@ -426,6 +426,21 @@ internal static class CoreAdapter
         return (Routing.connectsToProxy(route), route.IsTunnel, Routing.absoluteForm(route));
     }
 
+    /// <summary>True for the schemes Transport speaks to (http, https).</summary>
+    public static bool SupportsScheme(string scheme) => Routing.supportsScheme(scheme);
+
+    /// <summary>True when a connection for <paramref name="scheme"/> is made over TLS.</summary>
+    public static bool UsesTls(string scheme) => Routing.usesTls(scheme);
+
+    /// <summary>The HTTP/1.x version to send <paramref name="request"/> as (<c>Routing.wireVersion</c>); throws
+    /// <see cref="HttpRequestException"/> when it insists on HTTP/2 or later.</summary>
+    public static Version WireVersion(HttpRequestMessage request)
+    {
+        var r = Routing.wireVersion(request.Version.Major, request.Version.Minor, request.VersionPolicy == HttpVersionPolicy.RequestVersionExact);
+        if (r.IsError) throw new HttpRequestException(r.ErrorValue);
+        return FromCore(r.ResultValue);
+    }
+
     /// <summary>True when a response to CONNECT opened the tunnel.</summary>
     public static bool ConnectSucceeded(int status) => Message.connectSucceeded(status);
 

@@ -27,7 +27,7 @@ internal sealed class Dialer(Transport options)
         try
         {
             if (route.Tunnel) stream = await TunnelAsync(stream, key, ct).ConfigureAwait(false);
-            if (key.Scheme == "https") stream = await HandshakeAsync(stream, key.Host, trace, ct).ConfigureAwait(false);
+            if (CoreAdapter.UsesTls(key.Scheme)) stream = await HandshakeAsync(stream, key.Host, trace, ct).ConfigureAwait(false);
         }
         catch
         {

@@ -105,19 +105,14 @@ public sealed class Transport : HttpMessageHandler
         ArgumentNullException.ThrowIfNull(request);
         ObjectDisposedException.ThrowIf(disposed, this);
         var uri = request.RequestUri;
-        if (uri is null || !uri.IsAbsoluteUri || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+        if (uri is null || !uri.IsAbsoluteUri || !CoreAdapter.SupportsScheme(uri.Scheme))
             throw new ArgumentException("the request needs an absolute http or https RequestUri", nameof(request));
-        if (request.Version.Major >= 2)
-        {
-            if (request.VersionPolicy == HttpVersionPolicy.RequestVersionExact)
-                throw new HttpRequestException($"this transport speaks HTTP/1.x only; the request demands HTTP/{request.Version}");
-            request.Version = System.Net.HttpVersion.Version11;
-        }
+        request.Version = CoreAdapter.WireVersion(request);
         var proxy = Proxy;
         var target = new PoolKey(uri.Scheme, uri.IdnHost, uri.Port, proxy?.ToString() ?? "");
         // Plain http through a proxy shares the proxy's connections; a tunnel is per target.
         var key = CoreAdapter.Route(uri.Scheme, proxy is not null).AbsoluteForm
-            ? new PoolKey("http", proxy!.IdnHost, proxy.Port, proxy.ToString())
+            ? new PoolKey(proxy!.Scheme, proxy.IdnHost, proxy.Port, proxy.ToString())
             : target;
         var trace = ClientTrace.FromRequest(request);
         var pool = pools.GetOrAdd(key, static (_, t) => t.NewPool(), this);

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -9,8 +10,17 @@ namespace HttpUtil.Cli;
 /// <c>httputil demo</c>: a ClientConn pipelines three requests to a ServerConn on an embedded upstream
 /// on 127.0.0.1 and prints both sides of the wire. No setup, no network beyond loopback.
 /// </summary>
-public static class Demo
+public static class DemoCommand
 {
+    /// <summary>The <c>demo</c> command.</summary>
+    /// <returns>The command, wired to <see cref="RunAsync"/>.</returns>
+    public static Command Create()
+    {
+        var demo = new Command("demo", "Pipeline three requests from a ClientConn to a ServerConn on an embedded 127.0.0.1 upstream and print both sides of the wire.");
+        demo.SetAction((_, ct) => RunAsync(Console.Out, ct));
+        return demo;
+    }
+
     /// <summary>Runs the demo, writing to <paramref name="output"/>; returns the exit code (0 when every step behaved as expected).</summary>
     public static async Task<int> RunAsync(TextWriter output, CancellationToken ct)
     {

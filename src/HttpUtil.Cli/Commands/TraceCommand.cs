@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Text;
 
@@ -10,6 +11,30 @@ namespace HttpUtil.Cli;
 /// </summary>
 public static class TraceCommand
 {
+    /// <summary>The <c>trace</c> command: a URL, <c>-X</c> method, <c>-k</c>.</summary>
+    /// <returns>The command, wired to <see cref="RunAsync"/>; a URL that is not absolute http(s) exits with 2.</returns>
+    public static Command Create()
+    {
+        var url = new Argument<string>("url") { Description = "An absolute http or https URL." };
+        var method = new Option<string>("--method", "-X") { Description = "The request method.", DefaultValueFactory = _ => "GET" };
+        var insecure = new Option<bool>("--insecure", "-k") { Description = "Accept any server certificate." };
+        var trace = new Command("trace", "Send one request through Transport and print a timing waterfall of every ClientTrace hook.")
+        {
+            url, method, insecure,
+        };
+        trace.SetAction((result, ct) =>
+        {
+            var text = result.GetValue(url) ?? "";
+            if (!Uri.TryCreate(text, UriKind.Absolute, out var target) || (target.Scheme != Uri.UriSchemeHttp && target.Scheme != Uri.UriSchemeHttps))
+            {
+                Console.Error.WriteLine($"httputil: '{text}' is not an absolute http or https URL");
+                return Task.FromResult(2);
+            }
+            return RunAsync(Console.Out, target, result.GetValue(method), result.GetValue(insecure), ct);
+        });
+        return trace;
+    }
+
     /// <summary>Runs the trace; returns 0 when a response came back, 1 when the request failed.</summary>
     /// <param name="output">Where the waterfall goes.</param>
     /// <param name="url">An absolute http or https URL.</param>
