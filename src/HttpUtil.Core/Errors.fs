@@ -128,4 +128,3 @@ module HttpError =
             sprintf "'%c'" c
         else
             sprintf "0x%02X" (int c)
-

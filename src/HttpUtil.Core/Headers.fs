@@ -229,3 +229,25 @@ module Headers =
     /// True when a `Connection` field lists `token` (compared case-insensitively).
     let hasConnectionToken (token: string) (h: Headers) =
         listValues "Connection" h |> List.exists (same token)
+
+// The same operations as members, for C# (where the module is `HeadersModule`).
+type Headers with
+
+    /// This list with one more field, `name: value`, at the end. Nothing is validated here: the
+    /// serializers refuse invalid names and values.
+    member this.Add(name: string, value: string) = Headers.add name value this
+
+    /// This list without any field called `name` (ASCII case-insensitive).
+    member this.Remove(name: string) = Headers.remove name this
+
+    /// This list with every field called `name` replaced by one `name: value` at the place of the
+    /// first (at the end when there was none).
+    member this.Set(name: string, value: string) = Headers.set name value this
+
+    /// The comma-separated list elements of every field called `name` (RFC 9110 section 5.6.1),
+    /// trimmed, empty ones dropped, in order.
+    member this.ListValues(name: string) =
+        Headers.listValues name this |> Array.ofList
+
+    /// True when a `Connection` field lists `token` (case-insensitively).
+    member this.HasConnectionToken(token: string) = Headers.hasConnectionToken token this

@@ -2,8 +2,9 @@ namespace HttpUtil.Core
 
 open System
 
-/// The two HTTP versions this library speaks.
-type HttpVersion =
+/// The two HTTP versions this library speaks. Named `Http1Version` so that it does not collide with
+/// `System.Net.HttpVersion` in C# files that use both.
+type Http1Version =
     /// HTTP/1.0: connections close after each exchange unless keep-alive is negotiated.
     | Http10
     /// HTTP/1.1: persistent connections by default.
@@ -36,7 +37,7 @@ type RequestHead =
         /// Which of the four forms `Target` is in.
         Form: TargetForm
         /// The protocol version.
-        Version: HttpVersion
+        Version: Http1Version
         /// The field lines, in order, names as received.
         Headers: Headers
     }
@@ -45,7 +46,7 @@ type RequestHead =
 type ResponseHead =
     {
         /// The protocol version.
-        Version: HttpVersion
+        Version: Http1Version
         /// The three-digit status code, 100 to 999.
         Status: int
         /// The reason phrase, possibly empty.

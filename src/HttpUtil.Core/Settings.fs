@@ -45,16 +45,21 @@ type Limits =
     member this.WithMaxLineLength(value: int) = { this with MaxLineLength = value }
 
     /// These limits with another `MaxChunkSizeDigits`.
-    member this.WithMaxChunkSizeDigits(value: int) = { this with MaxChunkSizeDigits = value }
+    member this.WithMaxChunkSizeDigits(value: int) =
+        { this with MaxChunkSizeDigits = value }
 
     /// These limits with another `MaxChunkLineLength`.
-    member this.WithMaxChunkLineLength(value: int) = { this with MaxChunkLineLength = value }
+    member this.WithMaxChunkLineLength(value: int) =
+        { this with MaxChunkLineLength = value }
 
     /// These limits with another `MaxTrailerBytes`.
     member this.WithMaxTrailerBytes(value: int) = { this with MaxTrailerBytes = value }
 
     /// These limits with another `MaxInterimResponses`.
-    member this.WithMaxInterimResponses(value: int) = { this with MaxInterimResponses = value }
+    member this.WithMaxInterimResponses(value: int) =
+        { this with
+            MaxInterimResponses = value
+        }
 
 /// Repairs a recipient may make under RFC 9112; each is off by default (strict parsing).
 type Lenience =

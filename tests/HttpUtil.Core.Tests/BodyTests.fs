@@ -67,7 +67,11 @@ let decodeAll (framing: Framing.BodyLength) (bytes: byte[]) (cuts: int list) (ta
     result.Value
 
 [<Property(MaxTest = 300, Arbitrary = [| typeof<BodyArbitraries> |])>]
-let ``any delivery and any read size give the same body, for each framing`` (body: BodyCase) (cuts: int list) (takes: int list) =
+let ``any delivery and any read size give the same body, for each framing``
+    (body: BodyCase)
+    (cuts: int list)
+    (takes: int list)
+    =
     let data = Array.concat body.Pieces
     let chunked = Chunked.encode body.Pieces body.Trailers |> ok
     // A message after the body must stay unread.
@@ -84,7 +88,11 @@ let ``any delivery and any read size give the same body, for each framing`` (bod
     && uc = Ok(data, Headers.Empty, 0)
 
 [<Property(MaxTest = 300, Arbitrary = [| typeof<BodyArbitraries> |])>]
-let ``a body cut short is a premature end at the byte it stopped, however it arrives`` (body: BodyCase) (cuts: int list) (cut: int) =
+let ``a body cut short is a premature end at the byte it stopped, however it arrives``
+    (body: BodyCase)
+    (cuts: int list)
+    (cut: int)
+    =
     let data = Array.concat body.Pieces
     let chunked = Chunked.encode body.Pieces body.Trailers |> ok
     let keepCl = if data.Length = 0 then 0 else abs cut % data.Length
@@ -115,7 +123,10 @@ let ``no body and an empty Content-Length body end at once, consuming nothing`` 
         | Error e -> Assert.Fail(string e)
 
 [<Property(MaxTest = 300)>]
-let ``the encoder frames Content-Length exactly, refusing overrun and reporting underrun`` (pieces: byte[] list) (extra: byte) =
+let ``the encoder frames Content-Length exactly, refusing overrun and reporting underrun``
+    (pieces: byte[] list)
+    (extra: byte)
+    =
     let total = pieces |> List.sumBy (fun p -> int64 p.Length)
     let writer = ArrayBufferWriter<byte>()
 
@@ -131,7 +142,8 @@ let ``the encoder frames Content-Length exactly, refusing overrun and reporting 
     match folded with
     | Error _ -> false
     | Ok e ->
-        let exact = Body.finish e = Ok() && writer.WrittenSpan.ToArray() = Array.concat pieces
+        let exact =
+            Body.finish e = Ok() && writer.WrittenSpan.ToArray() = Array.concat pieces
 
         let over =
             match Body.write (ArrayBufferWriter<byte>(), e, ReadOnlySpan [| extra |]) with
@@ -139,7 +151,12 @@ let ``the encoder frames Content-Length exactly, refusing overrun and reporting 
             | Ok _ -> false
 
         let under =
-            match Body.finish { e with Framing = Framing.ContentLength(total + 1L) } with
+            match
+                Body.finish
+                    { e with
+                        Framing = Framing.ContentLength(total + 1L)
+                    }
+            with
             | Error err -> err.Kind = ErrorKind.UnexpectedEnd && err.Offset = total
             | Ok() -> false
 

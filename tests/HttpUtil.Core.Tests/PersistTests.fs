@@ -124,15 +124,12 @@ let ``through any run of events, each side moves only as the side table allows``
                 | (Open | Ended), Broken _ -> true
                 | _ -> false)
 
-        let lifeOk (before: Life) (after: Life) =
-            before = after || before = Live
+        let lifeOk (before: Life) (after: Life) = before = after || before = Live
 
         for op in ops do
-            let runningRead =
-                if client then s.Responses else s.Requests
+            let runningRead = if client then s.Responses else s.Requests
 
-            let runningWrite =
-                if client then s.Requests else s.Responses
+            let runningWrite = if client then s.Requests else s.Responses
 
             let events =
                 match op with
@@ -161,8 +158,7 @@ let ``through any run of events, each side moves only as the side table allows``
                         if runningRead.Running then
                             yield InputEnded(runningRead.Turn, 0L)
                         elif runningWrite.Running then
-                            yield
-                                Failed((if client then RequestPhase else ResponsePhase), runningWrite.Turn, e2)
+                            yield Failed((if client then RequestPhase else ResponsePhase), runningWrite.Turn, e2)
                     ]
                 | Body -> [ BodyFailed e1 ]
                 | Stop -> if client then [ StopWriting ] else []
@@ -193,7 +189,10 @@ let ``a lane grants tickets strictly in order, one at a time, skipping those pas
     (passed: int list)
     =
     let n = 8
-    let asks = (order |> List.map (fun i -> abs i % n)) @ [ 0 .. n - 1 ] |> List.distinct
+
+    let asks =
+        (order |> List.map (fun i -> abs i % n)) @ [ 0 .. n - 1 ] |> List.distinct
+
     let skip = passed |> List.map (fun i -> abs i % n) |> Set.ofList
     let mutable lane = Pipeline.empty
     let granted = ResizeArray<int>()
@@ -240,13 +239,21 @@ let ``100-continue: only an HTTP/1.1 request that says so waits; interim is 1xx 
     Assert.That(Continue.expects (req Http11 [ "Expect", "200-ok" ]), Is.False)
     Assert.That(Continue.expects (req Http11 []), Is.False)
 
-    for status, interim in [ 100, true; 102, true; 103, true; 199, true; 101, false; 200, false; 99, false ] do
+    for status, interim in
+        [
+            100, true
+            102, true
+            103, true
+            199, true
+            101, false
+            200, false
+            99, false
+        ] do
         Assert.That(Continue.isInterim status, Is.EqualTo interim, string status)
 
 [<Test>]
 let ``interim responses are bounded by count and by bytes`` () =
-    let limits =
-        Limits.Default.WithMaxInterimResponses(2).WithMaxHeadBytes(100)
+    let limits = Limits.Default.WithMaxInterimResponses(2).WithMaxHeadBytes(100)
 
     let step (count, bytes) size =
         Continue.countInterim limits count bytes size
@@ -307,7 +314,19 @@ let ``a failed attempt is retried only on a reused connection that died before a
     (replayable: bool)
     (methodIndex: int)
     =
-    let methods = [| "GET"; "HEAD"; "OPTIONS"; "TRACE"; "PUT"; "DELETE"; "POST"; "PATCH"; "CONNECT" |]
+    let methods =
+        [|
+            "GET"
+            "HEAD"
+            "OPTIONS"
+            "TRACE"
+            "PUT"
+            "DELETE"
+            "POST"
+            "PATCH"
+            "CONNECT"
+        |]
+
     let m = methods[abs methodIndex % methods.Length]
 
     let f =
@@ -320,7 +339,9 @@ let ``a failed attempt is retried only on a reused connection that died before a
             BodyReplayable = replayable
         }
 
-    let idempotent = Array.contains m [| "GET"; "HEAD"; "OPTIONS"; "TRACE"; "PUT"; "DELETE" |]
+    let idempotent =
+        Array.contains m [| "GET"; "HEAD"; "OPTIONS"; "TRACE"; "PUT"; "DELETE" |]
+
     Routing.shouldRetry f = (reused && lost && not bytes && (idempotent || key) && replayable)
 
 [<Test>]
@@ -338,7 +359,18 @@ let ``routes: direct, absolute-form through a proxy, CONNECT tunnel for https`` 
 
 [<Test>]
 let ``Host: uri-host with an optional port, IP literals in brackets, empty allowed`` () =
-    for ok' in [ "example.com"; "example.com:8080"; "a-b.c_d~e"; "[::1]"; "[::1]:80"; "127.0.0.1:1"; ""; "%41b"; "x:" ] do
+    for ok' in
+        [
+            "example.com"
+            "example.com:8080"
+            "a-b.c_d~e"
+            "[::1]"
+            "[::1]:80"
+            "127.0.0.1:1"
+            ""
+            "%41b"
+            "x:"
+        ] do
         Assert.That(Exchange.isValidHost ok', Is.True, ok')
 
     for bad in [ "a b"; "a:8o"; "[::1"; "[]"; "a/b"; "a@b"; "%4"; "%zz"; "[::1]x"; "a\tb" ] do
@@ -350,12 +382,28 @@ let private fields (pairs: (string * string) list) : Collections.Generic.IReadOn
 [<Test>]
 let ``prepareRequest: Host first, from the URI or as given; a relative HTTP/1.1 request without one is refused`` () =
     let prep uri version host =
-        Exchange.prepareRequest "GET" (Uri(uri, UriKind.RelativeOrAbsolute)) version false host (fields [ "Accept", "*/*" ]) Framing.Absent
+        Exchange.prepareRequest
+            "GET"
+            (Uri(uri, UriKind.RelativeOrAbsolute))
+            version
+            false
+            host
+            (fields [ "Accept", "*/*" ])
+            Framing.Absent
 
     match prep "http://example.com:8080/a?b" Http11 null with
     | Ok r ->
         Assert.That(r.Head.Target, Is.EqualTo "/a?b")
-        Assert.That(r.Head.Headers[0], Is.EqualTo { Name = "Host"; Value = "example.com:8080" })
+
+        Assert.That(
+            r.Head.Headers[0],
+            Is.EqualTo
+                {
+                    Name = "Host"
+                    Value = "example.com:8080"
+                }
+        )
+
         Assert.That(r.Head.Headers[1].Name, Is.EqualTo "Accept")
         Assert.That(r.Body, Is.EqualTo Framing.NoBody)
     | Error e -> Assert.Fail(string e)
@@ -379,7 +427,14 @@ let ``prepareRequest frames the body and says whether it waits for 100 Continue`
     let uri = Uri "http://x/"
 
     let post body expect =
-        Exchange.prepareRequest "POST" uri Http11 false null (fields (if expect then [ "Expect", "100-continue" ] else [])) body
+        Exchange.prepareRequest
+            "POST"
+            uri
+            Http11
+            false
+            null
+            (fields (if expect then [ "Expect", "100-continue" ] else []))
+            body
         |> ok
 
     let r = post (Framing.Known 5L) true
@@ -387,7 +442,11 @@ let ``prepareRequest frames the body and says whether it waits for 100 Continue`
     Assert.That(r.ExpectsContinue, Is.True)
     Assert.That((post Framing.Absent true).ExpectsContinue, Is.False, "nothing to wait with")
     Assert.That((post Framing.Unknown false).Body, Is.EqualTo Framing.Chunked)
-    Assert.That((post Framing.Unknown false).Head.Headers.GetValues "Transfer-Encoding", Is.EqualTo(box [| "chunked" |]))
+
+    Assert.That(
+        (post Framing.Unknown false).Head.Headers.GetValues "Transfer-Encoding",
+        Is.EqualTo(box [| "chunked" |])
+    )
 
 [<Test>]
 let ``readResponse: interim, final, switching; readRequest: framing, close, expectation, Host`` () =
@@ -411,10 +470,27 @@ let ``readResponse: interim, final, switching; readRequest: framing, close, expe
         Assert.That((Exchange.readResponse m (head status) |> ok).Kind, Is.EqualTo kind, sprintf "%s %d" m status)
 
     let r =
-        Exchange.readRequest (req Http11 [ "Host", "x"; "Expect", "100-continue"; "Connection", "close"; "Content-Length", "3" ])
+        Exchange.readRequest (
+            req
+                Http11
+                [
+                    "Host", "x"
+                    "Expect", "100-continue"
+                    "Connection", "close"
+                    "Content-Length", "3"
+                ]
+        )
         |> ok
 
-    Assert.That(r, Is.EqualTo { Body = Framing.ContentLength 3L; Closes = true; ExpectsContinue = true })
+    Assert.That(
+        r,
+        Is.EqualTo
+            {
+                Body = Framing.ContentLength 3L
+                Closes = true
+                ExpectsContinue = true
+            }
+    )
 
     match Exchange.readRequest (req Http11 [ "Host", "x"; "host", "y" ]) with
     | Error e -> Assert.That(e.Kind, Is.EqualTo ErrorKind.InvalidHost)
@@ -455,6 +531,9 @@ let ``docs/ARCHITECTURE.md prints the side table and the check table as the core
     let checks = Persist.describeChecks ()
     TestContext.Out.WriteLine sides
     TestContext.Out.WriteLine checks
-    let doc = File.ReadAllText(Path.Combine(repositoryRoot (), "docs", "ARCHITECTURE.md"))
+
+    let doc =
+        File.ReadAllText(Path.Combine(repositoryRoot (), "docs", "ARCHITECTURE.md"))
+
     Assert.That(doc, Does.Contain sides, "the side table in the doc is out of date")
     Assert.That(doc, Does.Contain checks, "the check table in the doc is out of date")

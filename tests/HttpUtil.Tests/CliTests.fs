@@ -69,10 +69,15 @@ let ``trace prints every hook of a request in order, and a failure exits 1`` () 
     |> sync
 
 [<Test>]
-let ``parse prints the head, the framing and a chunked body with its trailers; a bad head exits 1 with its status hint`` () =
+let ``parse prints the head, the framing and a chunked body with its trailers; a bad head exits 1 with its status hint``
+    ()
+    =
     use out = new StringWriter()
     let sample = Text.Encoding.Latin1.GetBytes ParseCommand.SampleRequest
-    let code = ParseCommand.Run(out, sample, HttpUtil.Core.ParserSettings.Default, false, "GET")
+
+    let code =
+        ParseCommand.Run(out, sample, HttpUtil.Core.ParserSettings.Default, false, "GET")
+
     let text = out.ToString()
     Assert.That(code, Is.EqualTo 0, text)
     Assert.That(text, Does.Contain "target       /api/orders?dry-run=true (Origin form)")
@@ -81,7 +86,12 @@ let ``parse prints the head, the framing and a chunked body with its trailers; a
     Assert.That(text, Does.Contain "  X-Checksum: 9f2c")
 
     use bad = new StringWriter()
-    let noHostLine = Text.Encoding.Latin1.GetBytes("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n")
-    let code = ParseCommand.Run(bad, noHostLine, HttpUtil.Core.ParserSettings.Default, false, "GET")
+
+    let noHostLine =
+        Text.Encoding.Latin1.GetBytes("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n")
+
+    let code =
+        ParseCommand.Run(bad, noHostLine, HttpUtil.Core.ParserSettings.Default, false, "GET")
+
     Assert.That(code, Is.EqualTo 1)
     Assert.That(bad.ToString(), Does.Contain("WhitespaceBeforeColon at byte 19").And.Contain("(answer 400)"))

@@ -55,7 +55,9 @@ let ``a server that sends 102 Processing forever is refused after MaxInterimResp
 let ``big 103 heads count against MaxHeadBytes in all, through Transport too`` () =
     task {
         let bigHint =
-            "HTTP/1.1 103 Early Hints\r\nLink: </" + String('a', 6000) + ">; rel=preload\r\n\r\n"
+            "HTTP/1.1 103 Early Hints\r\nLink: </"
+            + String('a', 6000)
+            + ">; rel=preload\r\n\r\n"
 
         use server =
             new ScriptedServer(fun _ s ->
@@ -76,9 +78,7 @@ let ``big 103 heads count against MaxHeadBytes in all, through Transport too`` (
     |> sync
 
 [<Test>]
-let ``a body cut short and a body reset both reach HttpClient as HttpRequestException around an IOException``
-    ()
-    =
+let ``a body cut short and a body reset both reach HttpClient as HttpRequestException around an IOException`` () =
     task {
         use server =
             new ScriptedServer(fun i s ->
@@ -188,7 +188,10 @@ let ``Close returns at once; CloseAsync sends what was written before closing, a
         let! req2 = server2.ReadAsync()
 
         let big =
-            new HttpResponseMessage(HttpStatusCode.OK, Content = new ByteArrayContent(Array.zeroCreate (8 * 1024 * 1024)))
+            new HttpResponseMessage(
+                HttpStatusCode.OK,
+                Content = new ByteArrayContent(Array.zeroCreate (8 * 1024 * 1024))
+            )
 
         let writing2 = server2.WriteAsync(req2, big)
         server2.Close()
@@ -205,7 +208,9 @@ let ``Close returns at once; CloseAsync sends what was written before closing, a
 [<TestCase("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "not uri-host")>]
 [<TestCase("GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n", "not uri-host")>]
 [<TestCase("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", "not uri-host")>]
-let ``ServerConn refuses a request whose Host breaks RFC 9112 section 3.2, with a 400 hint`` (raw: string, says: string) =
+let ``ServerConn refuses a request whose Host breaks RFC 9112 section 3.2, with a 400 hint``
+    (raw: string, says: string)
+    =
     task {
         let clientEnd, serverEnd = duplexPair ()
         do! writeText clientEnd raw

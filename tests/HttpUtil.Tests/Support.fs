@@ -175,8 +175,7 @@ and ManualTimer(owner: ManualTime, callback: TimerCallback, state: obj) =
                      else
                          owner.Now + dueTime.Ticks)
 
-                period <-
-                    (if p = Timeout.InfiniteTimeSpan then 0L else p.Ticks))
+                period <- (if p = Timeout.InfiniteTimeSpan then 0L else p.Ticks))
 
             true
 
@@ -252,7 +251,13 @@ let readHead (s: Stream) =
                 buf.Add one[0]
                 let c = buf.Count
 
-                if c >= 4 && buf[c - 4] = 13uy && buf[c - 3] = 10uy && buf[c - 2] = 13uy && buf[c - 1] = 10uy then
+                if
+                    c >= 4
+                    && buf[c - 4] = 13uy
+                    && buf[c - 3] = 10uy
+                    && buf[c - 2] = 13uy
+                    && buf[c - 1] = 10uy
+                then
                     go <- false
 
         return text (buf.ToArray())

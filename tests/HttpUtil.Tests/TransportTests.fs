@@ -27,7 +27,14 @@ let recorder (tag: string) =
         ClientTrace(
             GetConn = (fun i -> add ("GetConn " + i.HostPort)),
             GotConn = (fun i -> add (sprintf "GotConn reused=%b idle=%b" i.Reused i.WasIdle)),
-            PutIdleConn = (fun i -> add (if isNull i.Error then "PutIdleConn ok" else "PutIdleConn error")),
+            PutIdleConn =
+                (fun i ->
+                    add (
+                        if isNull i.Error then
+                            "PutIdleConn ok"
+                        else
+                            "PutIdleConn error"
+                    )),
             GotFirstResponseByte = (fun () -> add "GotFirstResponseByte"),
             Got100Continue = (fun () -> add "Got100Continue"),
             Got1xxResponse = (fun i -> add (sprintf "Got1xxResponse %d" i.Status)),
@@ -433,9 +440,7 @@ let ``103 Early Hints goes to Got1xxResponse and is skipped`` () =
         let mutable link = ""
 
         let hints =
-            ClientTrace(
-                Got1xxResponse = fun i -> link <- i.Headers.GetValues("Link") |> String.concat ","
-            )
+            ClientTrace(Got1xxResponse = fun i -> link <- i.Headers.GetValues("Link") |> String.concat ",")
 
         use! r = client.SendAsync((getWith (server.Uri "/") trace).WithClientTrace hints)
         let! b = bodyOf r
@@ -675,13 +680,17 @@ let ``an early disposed body is drained and the connection reused`` () =
         use client = new HttpClient(new Transport())
         let e, t = recorder ""
         let backInPool = Signal()
-        let putBack = ClientTrace(PutIdleConn = fun i -> if isNull i.Error then backInPool.Set())
+
+        let putBack =
+            ClientTrace(
+                PutIdleConn =
+                    fun i ->
+                        if isNull i.Error then
+                            backInPool.Set()
+            )
 
         let! r =
-            client.SendAsync(
-                (getWith (k.Uri "/d") t).WithClientTrace putBack,
-                HttpCompletionOption.ResponseHeadersRead
-            )
+            client.SendAsync((getWith (k.Uri "/d") t).WithClientTrace putBack, HttpCompletionOption.ResponseHeadersRead)
 
         r.Dispose()
         do! backInPool.Wait()

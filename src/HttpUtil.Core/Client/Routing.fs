@@ -39,7 +39,7 @@ module Routing =
     /// The HTTP/1.x version to send a request asking for `major.minor` as: HTTP/1.0 as it is,
     /// anything else as HTTP/1.1; an error when a request for HTTP/2 or later insists on exactly
     /// that version (`exact`), which an HTTP/1.x transport cannot give.
-    let wireVersion (major: int) (minor: int) (exact: bool) : Result<HttpVersion, string> =
+    let wireVersion (major: int) (minor: int) (exact: bool) : Result<Http1Version, string> =
         match major, minor with
         | 1, 0 -> Ok Http10
         | m, _ when m >= 2 && exact ->

@@ -211,12 +211,11 @@ module Connection =
         match Persist.refusal s.Role phase s.Reading s.Writing s.Life with
         | ValueSome e -> struct (over phase slot s, Refuse e)
         | ValueNone ->
-            let s = withLane phase (Pipeline.start (lane phase s)) s
-
             if endsConnection phase slot closes s then
+                let s = withLane phase (Pipeline.start (lane phase s)) s
                 struct (onSide (Persist.endedByLastWrite s.Role) LastMessage s, proceedEnding)
             else
-                struct (s, proceedPlain)
+                struct (withLane phase (Pipeline.start (lane phase s)) s, proceedPlain)
 
     /// Grants every waiting operation whose turn has come, requests first, until none is left.
     let rec private pump s acc =
@@ -274,55 +273,69 @@ module Connection =
         | ClientRole -> RequestPhase
         | ServerRole -> ResponsePhase
 
-    let private wrote slot s =
-        let phase = writePhase s
+    /// The lane of `phase` with the running operation of `slot` done, or none when that operation
+    /// is not the one running (the shell fed an event that does not fit).
+    let private done' phase slot s =
+        let l = lane phase s
 
-        if not (Pipeline.isRunning slot (lane phase s)) then
-            invalid (sprintf "Wrote %d while that write is not running" slot)
+        if Pipeline.isRunning slot l then
+            ValueSome(Pipeline.advance l)
         else
-            let s =
-                withLane
-                    phase
-                    (Pipeline.advance (lane phase s))
-                    { s with
-                        WriteCount = s.WriteCount + 1
-                    }
+            ValueNone
 
-            let s =
-                match s.Role with
-                | ClientRole ->
+    // The two most frequent events build their new state in one record copy.
+
+    let private wrote slot s =
+        match s.Role, done' (writePhase s) slot s with
+        | _, ValueNone -> invalid (sprintf "Wrote %d while that write is not running" slot)
+        | ClientRole, ValueSome l ->
+            Ok(
+                pump
                     { s with
+                        Requests = l
+                        WriteCount = s.WriteCount + 1
                         Outstanding = s.Outstanding.Add slot
                     }
-                | ServerRole when s.AwaitingContinue.IsEmpty -> s
-                | ServerRole ->
+                    []
+            )
+        | ServerRole, ValueSome l ->
+            Ok(
+                pump
                     { s with
-                        AwaitingContinue = s.AwaitingContinue.Remove slot
+                        Responses = l
+                        WriteCount = s.WriteCount + 1
+                        AwaitingContinue =
+                            (if s.AwaitingContinue.IsEmpty then
+                                 s.AwaitingContinue
+                             else
+                                 s.AwaitingContinue.Remove slot)
                     }
-
-            Ok(pump s [])
+                    []
+            )
 
     let private headRead slot closes expects s =
-        let phase = readPhase s
+        let reading =
+            if closes then
+                Persist.next s.Reading LastMessage
+            else
+                s.Reading
 
-        if not (Pipeline.isRunning slot (lane phase s)) then
-            invalid (sprintf "HeadRead %d while that read is not running" slot)
-        else
-            let s =
-                withLane
-                    phase
-                    (Pipeline.advance (lane phase s))
+        let next =
+            match s.Role, done' (readPhase s) slot s with
+            | _, ValueNone -> ValueNone
+            | ClientRole, ValueSome l ->
+                ValueSome
                     { s with
+                        Responses = l
                         ReadCount = s.ReadCount + 1
+                        Reading = reading
                     }
-
-            let s = if closes then onSide Reading LastMessage s else s
-
-            let s =
-                match s.Role with
-                | ClientRole -> s
-                | ServerRole ->
+            | ServerRole, ValueSome l ->
+                ValueSome
                     { s with
+                        Requests = l
+                        ReadCount = s.ReadCount + 1
+                        Reading = reading
                         Outstanding = s.Outstanding.Add slot
                         AwaitingContinue =
                             (if expects then
@@ -332,6 +345,9 @@ module Connection =
                         LastSlot = (if closes then ValueSome slot else s.LastSlot)
                     }
 
+        match next with
+        | ValueNone -> invalid (sprintf "HeadRead %d while that read is not running" slot)
+        | ValueSome s ->
             let s, actions = pump s []
             Ok(s, Deliver(slot, closes) :: actions)
 

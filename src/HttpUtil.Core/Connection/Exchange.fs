@@ -101,7 +101,11 @@ module Exchange =
 
                     if not (isRegNameChar c) then
                         ok <- false
-                    elif c = '%' && (i + 2 >= value.Length || not (isHexDigit value[i + 1] && isHexDigit value[i + 2])) then
+                    elif
+                        c = '%'
+                        && (i + 2 >= value.Length
+                            || not (isHexDigit value[i + 1] && isHexDigit value[i + 2]))
+                    then
                         ok <- false
 
                 e, ok
@@ -118,7 +122,7 @@ module Exchange =
     let prepareRequest
         (requestMethod: string)
         (uri: System.Uri)
-        (version: HttpVersion)
+        (version: Http1Version)
         (absoluteForm: bool)
         (host: string | null)
         (fields: System.Collections.Generic.IReadOnlyList<HeaderField>)
@@ -175,14 +179,15 @@ module Exchange =
     /// fields for `body` (none for HEAD, 1xx, 204, 304 and a 2xx to CONNECT), validated.
     let prepareResponse
         (requestMethod: string)
-        (requestVersion: HttpVersion)
-        (version: HttpVersion)
+        (requestVersion: Http1Version)
+        (version: Http1Version)
         (status: int)
         (reason: string)
         (fields: System.Collections.Generic.IReadOnlyList<HeaderField>)
         (body: Framing.OutgoingBody)
         : Result<OutgoingResponse, HttpError> =
-        let struct (plan, _) = Framing.planResponse requestMethod requestVersion version status body
+        let struct (plan, _) =
+            Framing.planResponse requestMethod requestVersion version status body
 
         let head =
             {
@@ -213,11 +218,11 @@ module Exchange =
         | [| v |] ->
             invalid
                 ErrorKind.InvalidHost
-                (sprintf "Host %s is not uri-host[:port] (RFC 9112 section 3.2)" (System.String(v |> Seq.truncate 100 |> Array.ofSeq)))
+                (sprintf
+                    "Host %s is not uri-host[:port] (RFC 9112 section 3.2)"
+                    (System.String(v |> Seq.truncate 100 |> Array.ofSeq)))
         | many ->
-            invalid
-                ErrorKind.InvalidHost
-                (sprintf "%d Host fields in one request (RFC 9112 section 3.2)" many.Length)
+            invalid ErrorKind.InvalidHost (sprintf "%d Host fields in one request (RFC 9112 section 3.2)" many.Length)
 
     /// Interprets a request head read off the wire: its Host, its body length, whether it ends
     /// the connection and whether it waits for `100 Continue`.

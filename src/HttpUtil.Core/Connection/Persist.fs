@@ -180,7 +180,7 @@ module Persist =
 
     /// The version rule for ending a connection (RFC 9112 section 9.3): HTTP/1.1 ends it with
     /// `Connection: close`, HTTP/1.0 unless `Connection: keep-alive`.
-    let private closesByVersion (version: HttpVersion) (headers: Headers) =
+    let private closesByVersion (version: Http1Version) (headers: Headers) =
         match version with
         | Http11 -> Headers.hasConnectionToken "close" headers
         | Http10 -> not (Headers.hasConnectionToken "keep-alive" headers)

@@ -41,7 +41,8 @@ module Pipeline =
     let isFree ticket (lane: Lane) = not lane.Running && lane.Turn = ticket
 
     /// True when nothing runs and nothing waits.
-    let isIdle (lane: Lane) = not lane.Running && lane.Waiting.IsEmpty
+    let isIdle (lane: Lane) =
+        not lane.Running && lane.Waiting.IsEmpty
 
     /// The ticket whose turn it is starts running.
     let start (lane: Lane) = { lane with Running = true }

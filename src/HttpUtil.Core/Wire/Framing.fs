@@ -88,7 +88,7 @@ let private checkCodings codings =
 
 /// The common rules: Transfer-Encoding wins only when alone; TE with CL, TE in HTTP/1.0,
 /// and bad Content-Length are errors.
-let private framing (version: HttpVersion) (headers: Headers) (isRequest: bool) =
+let private framing (version: Http1Version) (headers: Headers) (isRequest: bool) =
     let hasTe = Headers.contains "Transfer-Encoding" headers
 
     match contentLength headers with
@@ -160,7 +160,7 @@ let private expectsRequestBody (requestMethod: string) =
 /// How to frame a request body on the wire: a known length as Content-Length, an unknown length
 /// as chunked in HTTP/1.1. HTTP/1.0 has no chunked coding and a request cannot be delimited by
 /// closing, so an unknown length there is an error.
-let planRequest (version: HttpVersion) (requestMethod: string) (body: OutgoingBody) : Result<BodyLength, HttpError> =
+let planRequest (version: Http1Version) (requestMethod: string) (body: OutgoingBody) : Result<BodyLength, HttpError> =
     match body with
     | Absent ->
         Ok(
@@ -183,8 +183,8 @@ let planRequest (version: HttpVersion) (requestMethod: string) (body: OutgoingBo
 /// closing the connection.
 let planResponse
     (requestMethod: string)
-    (requestVersion: HttpVersion)
-    (responseVersion: HttpVersion)
+    (requestVersion: Http1Version)
+    (responseVersion: Http1Version)
     (status: int)
     (body: OutgoingBody)
     : struct (BodyLength * bool) =

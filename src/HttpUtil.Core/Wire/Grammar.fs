@@ -89,6 +89,7 @@ let private nonEmpty (p: P<string>) : P<string> =
             Reply(ReplyStatus.Error, NoErrorMessages)
         else
             r
+
 let private sp: P<unit> = skipChar ' '
 
 /// CRLF, or a bare LF when `AllowBareLf` is set (RFC 9112 section 2.2). A CR not followed by LF is
@@ -136,7 +137,17 @@ let private charOr (c: char) (orElse: P<unit>) : P<unit> =
 // request-line = method SP request-target SP HTTP-version CRLF           (RFC 9112 section 3)
 
 let private knownMethods =
-    [| "GET"; "POST"; "PUT"; "HEAD"; "DELETE"; "OPTIONS"; "PATCH"; "CONNECT"; "TRACE" |]
+    [|
+        "GET"
+        "POST"
+        "PUT"
+        "HEAD"
+        "DELETE"
+        "OPTIONS"
+        "PATCH"
+        "CONNECT"
+        "TRACE"
+    |]
 
 /// A common method followed by SP, returned as a shared literal (no allocation).
 let private knownMethodSp: P<string> =
@@ -168,7 +179,8 @@ let private requestTarget: P<string> =
             struct (ErrorKind.InvalidRequestLine,
                     "two SP after the method; the request-line takes exactly one SP between its parts (RFC 9112 section 3)")
         else
-            struct (ErrorKind.InvalidTarget, sprintf "%s may not start a request-target (RFC 9112 section 3.2)" (describe c)))
+            struct (ErrorKind.InvalidTarget,
+                    sprintf "%s may not start a request-target (RFC 9112 section 3.2)" (describe c)))
 
 let private afterTarget =
     failBy (fun c ->
@@ -176,7 +188,8 @@ let private afterTarget =
             struct (ErrorKind.InvalidRequestLine,
                     "request-line has no HTTP-version (HTTP/0.9 is not supported; RFC 9112 section 3)")
         else
-            struct (ErrorKind.InvalidTarget, sprintf "%s may not appear in a request-target (RFC 9112 section 3.2)" (describe c)))
+            struct (ErrorKind.InvalidTarget,
+                    sprintf "%s may not appear in a request-target (RFC 9112 section 3.2)" (describe c)))
 
 /// method SP request-target SP, the target's form decided by its method (at the target's offset).
 let private methodAndTarget: P<struct (string * string * TargetForm)> =
@@ -187,7 +200,7 @@ let private methodAndTarget: P<struct (string * string * TargetForm)> =
         | Result.Error why -> Result.Error(HttpError.create ErrorKind.InvalidTarget at why))
 
 /// A well-formed HTTP-version other than HTTP/1.0 and 1.1 is unsupported; anything else invalid.
-let private versionError: P<HttpVersion> =
+let private versionError: P<Http1Version> =
     pipe3 position vchars (fun stream -> Reply(stream.Peek())) (fun at v next -> struct (at, v, next))
     |> checkedWith (fun _ (struct (at, v, next)) ->
         if
@@ -214,20 +227,24 @@ let private versionError: P<HttpVersion> =
             ))
 
 // HTTP-version = HTTP-name "/" DIGIT "." DIGIT                             (RFC 9112 section 2.3)
-let private httpVersion: P<HttpVersion> =
-    stringReturn "HTTP/1.1" Http11 <|> stringReturn "HTTP/1.0" Http10 <|> versionError
+let private httpVersion: P<Http1Version> =
+    stringReturn "HTTP/1.1" Http11
+    <|> stringReturn "HTTP/1.0" Http10
+    <|> versionError
 
 let private requestLineEnd =
     lineEndOr (
-        failOn ErrorKind.InvalidRequestLine (sprintf "%s after the HTTP-version; the request-line ends with CRLF (RFC 9112 section 3)")
+        failOn
+            ErrorKind.InvalidRequestLine
+            (sprintf "%s after the HTTP-version; the request-line ends with CRLF (RFC 9112 section 3)")
     )
 
 // The HTTP/2 preface reads like a request-line for method PRI; it gets an error of its own.
-let private http2Preface: P<struct (string * string * TargetForm * HttpVersion)> =
+let private http2Preface: P<struct (string * string * TargetForm * Http1Version)> =
     skipString "PRI * HTTP/2.0" >>. (fun _ -> fatal (http2PrefaceError 0L))
 
 /// request-line, as (method, target, form, version).
-let requestLine: P<struct (string * string * TargetForm * HttpVersion)> =
+let requestLine: P<struct (string * string * TargetForm * Http1Version)> =
     http2Preface
     <|> pipe2 methodAndTarget (httpVersion .>> requestLineEnd) (fun (struct (m, t, form)) v -> struct (m, t, form, v))
 
@@ -253,7 +270,7 @@ let private statusLineEnd =
     lineEndOr (failOn ErrorKind.InvalidStatusLine (sprintf "%s in the reason-phrase (RFC 9112 section 4)"))
 
 /// status-line, as (version, status, reason).
-let statusLine: P<struct (HttpVersion * int * string)> =
+let statusLine: P<struct (Http1Version * int * string)> =
     pipe4
         (httpVersion .>> charOr ' ' afterVersion)
         position
@@ -319,7 +336,11 @@ let private valueEnd =
 // field-line = field-name ":" OWS field-value OWS
 let private fieldLine: P<FieldPart> =
     pipe3 fieldName (charOr ':' afterName >>. ows >>. valueChars) valueEnd (fun n v () ->
-        Line { Name = n; Value = v.TrimEnd(owsChars) })
+        Line
+            {
+                Name = n
+                Value = v.TrimEnd(owsChars)
+            })
 
 let private foldAllowed (ctx: FieldContext) (settings: ParserSettings) =
     match ctx with
@@ -341,16 +362,14 @@ let private obsFold (ctx: FieldContext) : P<FieldPart> =
             else
                 refuse stream
 
-    followedBy (satisfy CharClass.isOws)
-    >>. allowed
-    >>. ows
-    >>. valueChars
+    followedBy (satisfy CharClass.isOws) >>. allowed >>. ows >>. valueChars
     .>> lineEndOr (failOn ErrorKind.InvalidFieldValue (sprintf "%s in a folded field value (RFC 9110 section 5.5)"))
     |>> fun v -> Fold(v.TrimEnd(owsChars))
 
 let private firstLineFold: P<FieldPart> =
     followedBy (satisfy CharClass.isOws)
-    >>. failOn ErrorKind.ObsFold (fun _ -> "whitespace before the first field line must be rejected (RFC 9112 section 2.2)")
+    >>. failOn ErrorKind.ObsFold (fun _ ->
+        "whitespace before the first field line must be rejected (RFC 9112 section 2.2)")
 
 /// Collects the fields of one section. One buffer per thread, reused: a parse runs to its end
 /// on the thread that started it; the fields are copied out once at the end.
@@ -466,10 +485,11 @@ let private quotedPair: P<unit> =
 
 // quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE
 let private quotedString: P<unit> =
-    skipChar '"'
-    >>. skipMany (skipMany1Satisfy isQdtext <|> quotedPair)
+    skipChar '"' >>. skipMany (skipMany1Satisfy isQdtext <|> quotedPair)
     .>> (skipChar '"'
-         <|> failOn ErrorKind.InvalidChunkExtension (sprintf "%s inside a quoted chunk extension value (RFC 9110 section 5.6.4)"))
+         <|> failOn
+                 ErrorKind.InvalidChunkExtension
+                 (sprintf "%s inside a quoted chunk extension value (RFC 9110 section 5.6.4)"))
 
 // chunk-ext-val = token / quoted-string
 let private extValue: P<unit> =
@@ -492,7 +512,13 @@ let private extStart: P<unit> =
              "whitespace after a chunk-size must be followed by ';' and an extension (RFC 9112 section 7.1)"))
 
 let private chunkExt: P<unit> =
-    skipMany (extStart >>. ows >>. extName >>. ows >>. optional (skipChar '=' >>. ows >>. extValue))
+    skipMany (
+        extStart
+        >>. ows
+        >>. extName
+        >>. ows
+        >>. optional (skipChar '=' >>. ows >>. extValue)
+    )
 
 // chunk-size = 1*HEXDIG, at most MaxChunkSizeDigits digits and within an Int64
 let private chunkSize: P<int64> =
@@ -506,22 +532,32 @@ let private chunkSize: P<int64> =
                 HttpError.create
                     ErrorKind.ChunkSizeTooLarge
                     at
-                    (sprintf "chunk-size has %d hex digits, more than the limit of %d (MaxChunkSizeDigits)" d.Length maxDigits)
+                    (sprintf
+                        "chunk-size has %d hex digits, more than the limit of %d (MaxChunkSizeDigits)"
+                        d.Length
+                        maxDigits)
             )
         elif trimmed.Length > 16 || (trimmed.Length = 16 && trimmed[0] > '7') then
             Result.Error(
-                HttpError.create ErrorKind.ChunkSizeTooLarge at (sprintf "chunk-size %s does not fit a signed 64-bit length" d)
+                HttpError.create
+                    ErrorKind.ChunkSizeTooLarge
+                    at
+                    (sprintf "chunk-size %s does not fit a signed 64-bit length" d)
             )
         else
             Result.Ok(Int64.Parse(d, Globalization.NumberStyles.AllowHexSpecifier)))
 
 let private chunkSizeStart =
     followedBy (satisfy CharClass.isHex)
-    <|> failOn ErrorKind.InvalidChunkSize (sprintf "chunk-size must start with a hex digit, found %s (RFC 9112 section 7.1)")
+    <|> failOn
+            ErrorKind.InvalidChunkSize
+            (sprintf "chunk-size must start with a hex digit, found %s (RFC 9112 section 7.1)")
 
 let private chunkLineEnd =
     lineEndOr (
-        failOn ErrorKind.InvalidChunkSize (sprintf "%s in a chunk-size line; expected chunk-ext or CRLF (RFC 9112 section 7.1)")
+        failOn
+            ErrorKind.InvalidChunkSize
+            (sprintf "%s in a chunk-size line; expected chunk-ext or CRLF (RFC 9112 section 7.1)")
     )
 
 /// chunk-size [ chunk-ext ] CRLF, returning the size.

@@ -3,7 +3,7 @@ using System.IO.Pipelines;
 namespace HttpUtil;
 
 /// <summary>
-/// A connection taken over with <c>Hijack</c>: the stream, and the reader that still holds every byte
+/// A connection taken over with <c>HijackAsync</c>: the stream, and the reader that still holds every byte
 /// read from the stream but not yet consumed (the start of the next message, or tunnel data). Read
 /// through <see cref="Reader"/> first; writing goes to <see cref="Stream"/>. The caller owns both.
 /// </summary>

@@ -110,7 +110,8 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
     /// <param name="request">A request returned by <see cref="ReadAsync"/> and not answered yet.</param>
     /// <param name="response">The response.</param>
     /// <param name="cancellationToken">Cancels the wait or the write; a write cancelled part way breaks the write side.</param>
-    /// <returns>A task that completes when the response has been handed to the stream.</returns>
+    /// <returns>A task that completes when the response is in the connection's output buffer (not yet necessarily
+    /// on the wire; <see cref="CloseAsync"/> waits until it is).</returns>
     /// <exception cref="ArgumentException">The response cannot be put on the wire; nothing changed, and
     /// the request can still be answered.</exception>
     /// <exception cref="PipelineException">The request was not read here, or was already answered.</exception>

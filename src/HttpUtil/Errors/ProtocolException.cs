@@ -36,8 +36,8 @@ public sealed class PersistEofException : ProtocolException
 }
 
 /// <summary>
-/// A response was written on a <see cref="ServerConn"/> after <c>Close</c> or <c>Hijack</c> (Go's
-/// <c>ErrClosed</c>). Every other call after <c>Close</c> or <c>Hijack</c> throws
+/// A response was written on a <see cref="ServerConn"/> after <c>Close</c> or <c>HijackAsync</c> (Go's
+/// <c>ErrClosed</c>). Every other call after <c>Close</c> or <c>HijackAsync</c> throws
 /// <see cref="ObjectDisposedException"/>, as Go returns its unexported errClosed there.
 /// </summary>
 public sealed class ConnectionClosedException : ProtocolException

@@ -4,7 +4,7 @@ using System.Net.Http.Headers;
 using HttpUtil.Core;
 using Microsoft.FSharp.Collections;
 using Microsoft.FSharp.Core;
-using CoreVersion = HttpUtil.Core.HttpVersion;
+using CoreVersion = HttpUtil.Core.Http1Version;
 
 namespace HttpUtil;
 
