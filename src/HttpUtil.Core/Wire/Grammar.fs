@@ -38,7 +38,10 @@ let private failBy (decide: char -> struct (ErrorKind * string)) : P<'T> =
 let private position: P<int64> = fun stream -> Reply(stream.Index)
 
 /// `p`, then `check` on its result and the settings: a value, or a typed error.
-let private checkedWith (check: ParserSettings -> 'T -> Result<'U, HttpError>) (p: P<'T>) : P<'U> =
+let inline private checkedWith
+    ([<InlineIfLambda>] check: ParserSettings -> 'T -> Result<'U, HttpError>)
+    (p: P<'T>)
+    : P<'U> =
     fun stream ->
         let r = p stream
 
@@ -50,6 +53,78 @@ let private checkedWith (check: ParserSettings -> 'T -> Result<'U, HttpError>) (
             | Result.Error e -> fatal e
 
 let private isLineEnd (c: char) = c = '\r' || c = '\n'
+
+// ---------------------------------------------------------------------------------------------
+// Sequencing for the hot rules. FParsec's `pipe2`..`pipe4`, `.>>`, `>>.` and `<|>` are generic
+// closures whose code is shared by every instantiation over reference types; on the rules that
+// run once per line (request-line, status-line, field-line) their layers cost more than the
+// parsing itself. These inline forms mean the same (without FParsec's merging of error messages,
+// which our typed errors do not use) and compile each composition into a closure of its own.
+
+/// `pipe2`: `p` then `q`, combined by `f`.
+let inline private seq2 ([<InlineIfLambda>] f: 'a -> 'b -> 'r) (p: P<'a>) (q: P<'b>) : P<'r> =
+    fun stream ->
+        let a = p stream
+
+        if a.Status <> ReplyStatus.Ok then
+            Reply(a.Status, a.Error)
+        else
+            let b = q stream
+
+            if b.Status <> ReplyStatus.Ok then
+                Reply(b.Status, b.Error)
+            else
+                Reply(f a.Result b.Result)
+
+/// `pipe3`: `p`, `q`, `r` in turn, combined by `f`.
+let inline private seq3 ([<InlineIfLambda>] f: 'a -> 'b -> 'c -> 'r) (p: P<'a>) (q: P<'b>) (r: P<'c>) : P<'r> =
+    fun stream ->
+        let a = p stream
+
+        if a.Status <> ReplyStatus.Ok then
+            Reply(a.Status, a.Error)
+        else
+            let b = q stream
+
+            if b.Status <> ReplyStatus.Ok then
+                Reply(b.Status, b.Error)
+            else
+                let c = r stream
+
+                if c.Status <> ReplyStatus.Ok then
+                    Reply(c.Status, c.Error)
+                else
+                    Reply(f a.Result b.Result c.Result)
+
+/// `pipe4`: `p`, `q`, `r`, `t` in turn, combined by `f`.
+let inline private seq4
+    ([<InlineIfLambda>] f: 'a -> 'b -> 'c -> 'd -> 'r)
+    (p: P<'a>)
+    (q: P<'b>)
+    (r: P<'c>)
+    (t: P<'d>)
+    : P<'r> =
+    seq2
+        (fun (struct (a, b)) (struct (c, d)) -> f a b c d)
+        (seq2 (fun a b -> struct (a, b)) p q)
+        (seq2 (fun c d -> struct (c, d)) r t)
+
+/// `p .>> q`: `p`, then `q` whose result is dropped.
+let inline private before (p: P<'a>) (q: P<unit>) : P<'a> = seq2 (fun a () -> a) p q
+
+/// `p >>. q`: `p` whose result is dropped, then `q`.
+let inline private after (p: P<unit>) (q: P<'b>) : P<'b> = seq2 (fun () b -> b) p q
+
+/// `p <|> q`: `q` when `p` fails without consuming input.
+let inline private orElse (p: P<'a>) (q: P<'a>) : P<'a> =
+    fun stream ->
+        let tag = stream.StateTag
+        let a = p stream
+
+        if a.Status = ReplyStatus.Error && tag = stream.StateTag then
+            q stream
+        else
+            a
 
 /// The error for input that opens with the HTTP/2 connection preface, at `offset`.
 let http2PrefaceError (offset: int64) =
@@ -169,7 +244,7 @@ let private methodToken: P<string> =
 
 // method SP
 let private methodSp: P<string> =
-    knownMethodSp <|> (methodToken .>> charOr ' ' afterMethod)
+    orElse knownMethodSp (before methodToken (charOr ' ' afterMethod))
 
 // request-target = origin-form / absolute-form / authority-form / asterisk-form, as VCHARs
 let private requestTarget: P<string> =
@@ -193,7 +268,7 @@ let private afterTarget =
 
 /// method SP request-target SP, the target's form decided by its method (at the target's offset).
 let private methodAndTarget: P<struct (string * string * TargetForm)> =
-    pipe3 methodSp position (requestTarget .>> charOr ' ' afterTarget) (fun m at t -> struct (m, at, t))
+    seq3 (fun m at t -> struct (m, at, t)) methodSp position (before requestTarget (charOr ' ' afterTarget))
     |> checkedWith (fun _ (struct (m, at, t)) ->
         match Message.classifyTarget m t with
         | Result.Ok form -> Result.Ok(struct (m, t, form))
@@ -228,9 +303,7 @@ let private versionError: P<Http1Version> =
 
 // HTTP-version = HTTP-name "/" DIGIT "." DIGIT                             (RFC 9112 section 2.3)
 let private httpVersion: P<Http1Version> =
-    stringReturn "HTTP/1.1" Http11
-    <|> stringReturn "HTTP/1.0" Http10
-    <|> versionError
+    orElse (orElse (stringReturn "HTTP/1.1" Http11) (stringReturn "HTTP/1.0" Http10)) versionError
 
 let private requestLineEnd =
     lineEndOr (
@@ -245,8 +318,12 @@ let private http2Preface: P<struct (string * string * TargetForm * Http1Version)
 
 /// request-line, as (method, target, form, version).
 let requestLine: P<struct (string * string * TargetForm * Http1Version)> =
-    http2Preface
-    <|> pipe2 methodAndTarget (httpVersion .>> requestLineEnd) (fun (struct (m, t, form)) v -> struct (m, t, form, v))
+    orElse
+        http2Preface
+        (seq2
+            (fun (struct (m, t, form)) v -> struct (m, t, form, v))
+            methodAndTarget
+            (before httpVersion requestLineEnd))
 
 // ---------------------------------------------------------------------------------------------
 // status-line = HTTP-version SP status-code SP [ reason-phrase ] CRLF    (RFC 9112 section 4)
@@ -257,26 +334,33 @@ let private afterVersion =
 
 // status-code = 3DIGIT (100 or more: checked by the status-line, at the code's offset)
 let private statusCode: P<int> =
-    attempt (pipe3 digit digit digit (fun a b c -> (int a - 48) * 100 + (int b - 48) * 10 + (int c - 48)))
-    <|> failOn ErrorKind.InvalidStatusLine (fun _ -> "status-code must be three digits (RFC 9112 section 4)")
+    orElse
+        (attempt (
+            seq3
+                (fun (a: char) (b: char) (c: char) -> (int a - 48) * 100 + (int b - 48) * 10 + (int c - 48))
+                digit
+                digit
+                digit
+        ))
+        (failOn ErrorKind.InvalidStatusLine (fun _ -> "status-code must be three digits (RFC 9112 section 4)"))
 
 // reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
 let private reasonPhrase: P<string> =
-    (sp >>. valueChars)
-    <|> (followedBy (satisfy isLineEnd) >>% "")
-    <|> failOn ErrorKind.InvalidStatusLine (sprintf "%s after the status-code; expected SP (RFC 9112 section 4)")
+    orElse
+        (orElse (after sp valueChars) (followedBy (satisfy isLineEnd) >>% ""))
+        (failOn ErrorKind.InvalidStatusLine (sprintf "%s after the status-code; expected SP (RFC 9112 section 4)"))
 
 let private statusLineEnd =
     lineEndOr (failOn ErrorKind.InvalidStatusLine (sprintf "%s in the reason-phrase (RFC 9112 section 4)"))
 
 /// status-line, as (version, status, reason).
 let statusLine: P<struct (Http1Version * int * string)> =
-    pipe4
-        (httpVersion .>> charOr ' ' afterVersion)
+    seq4
+        (fun v at code reason -> struct (v, at, code, reason))
+        (before httpVersion (charOr ' ' afterVersion))
         position
         statusCode
-        (reasonPhrase .>> statusLineEnd)
-        (fun v at code reason -> struct (v, at, code, reason))
+        (before reasonPhrase statusLineEnd)
     |> checkedWith (fun _ (struct (v, at, code, reason)) ->
         if code < 100 then
             Result.Error(
@@ -335,12 +419,16 @@ let private valueEnd =
 
 // field-line = field-name ":" OWS field-value OWS
 let private fieldLine: P<FieldPart> =
-    pipe3 fieldName (charOr ':' afterName >>. ows >>. valueChars) valueEnd (fun n v () ->
-        Line
-            {
-                Name = n
-                Value = v.TrimEnd(owsChars)
-            })
+    seq3
+        (fun (n: string) (v: string) () ->
+            Line
+                {
+                    Name = n
+                    Value = v.TrimEnd(owsChars)
+                })
+        fieldName
+        (after (charOr ':' afterName) (after ows valueChars))
+        valueEnd
 
 let private foldAllowed (ctx: FieldContext) (settings: ParserSettings) =
     match ctx with
@@ -427,9 +515,9 @@ let private fieldSection (ctx: FieldContext) : P<Headers> =
         (fun part -> FieldBuffers.Rent().Add(part)),
         (fun (b: FieldBuffer) part -> b.Add(part)),
         (fun b () -> b.ToHeaders()),
-        fieldLine <|> obsFold ctx <|> badFieldStart,
+        orElse (orElse fieldLine (obsFold ctx)) badFieldStart,
         crlf,
-        fieldLine <|> firstLineFold <|> badFieldStart,
+        orElse (orElse fieldLine firstLineFold) badFieldStart,
         (fun () -> Headers.Empty)
     )
 
@@ -447,24 +535,30 @@ let trailerSection (isRequest: bool) : P<Headers> =
 
 /// A whole request head: request-line, fields, empty line.
 let requestHead: P<RequestHead> =
-    pipe2 requestLine requestFields (fun (struct (m, t, form, v)) h ->
-        {
-            Method = m
-            Target = t
-            Form = form
-            Version = v
-            Headers = h
-        })
+    seq2
+        (fun (struct (m, t, form, v)) h ->
+            {
+                Method = m
+                Target = t
+                Form = form
+                Version = v
+                Headers = h
+            })
+        requestLine
+        requestFields
 
 /// A whole response head: status-line, fields, empty line.
 let responseHead: P<ResponseHead> =
-    pipe2 statusLine responseFields (fun (struct (v, s, r)) h ->
-        {
-            Version = v
-            Status = s
-            Reason = r
-            Headers = h
-        })
+    seq2
+        (fun (struct (v, s, r)) h ->
+            {
+                Version = v
+                Status = s
+                Reason = r
+                Headers = h
+            })
+        statusLine
+        responseFields
 
 // ---------------------------------------------------------------------------------------------
 // chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF                     (RFC 9112 section 7.1)
