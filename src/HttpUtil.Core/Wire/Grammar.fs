@@ -226,7 +226,11 @@ let private knownMethods =
 
 /// A common method followed by SP, returned as a shared literal (no allocation).
 let private knownMethodSp: P<string> =
-    knownMethods |> Array.map (fun m -> stringReturn (m + " ") m) |> choice
+    // `choice` over these, as alternatives that stop at the first match (FParsec's `choice`
+    // walks its parsers through an enumerator allocated per call).
+    knownMethods
+    |> Array.map (fun m -> stringReturn (m + " ") m)
+    |> Array.reduceBack (fun p q -> orElse p q)
 
 let private afterMethod =
     failBy (fun c ->
