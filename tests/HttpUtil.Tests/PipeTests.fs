@@ -481,3 +481,29 @@ let ``an invalid response is refused before anything is written, and the request
         Assert.That(server.Pending, Is.EqualTo 0)
     }
     |> sync
+
+[<Test>]
+let ``a body of many small chunks fills a large read instead of returning one chunk per call`` () =
+    task {
+        let clientEnd, serverEnd = duplexPair ()
+        let chunks = String.replicate 1000 "1\r\nx\r\n"
+        do! writeText clientEnd ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + "0\r\n\r\n")
+        let server = new ServerConn(serverEnd)
+        let! req = server.ReadAsync()
+        let body = req.Content.ReadAsStream()
+        let buffer = Array.zeroCreate<byte> (64 * 1024)
+        let mutable total = 0
+        let mutable reads = 0
+        let mutable n = -1
+
+        while n <> 0 do
+            let! got = body.ReadAsync(buffer, 0, buffer.Length)
+            n <- got
+            total <- total + got
+            reads <- reads + 1
+
+        Assert.That(total, Is.EqualTo 1000)
+        // The bytes arrive in a few pipe reads; each body read takes all the chunks buffered.
+        Assert.That(reads, Is.LessThan 20, "one chunk per read would take 1,001 reads")
+    }
+    |> sync

@@ -166,15 +166,7 @@ internal sealed class BodyReadStream : Stream
             switch (step.Kind)
             {
                 case BodyReadKind.Data:
-                {
-                    var n = (int)Math.Min(step.Data.Length, dest.Length);
-                    step.Data.Slice(0, n).CopyTo(dest.Span);
-                    var unused = step.Data.Length - n;
-                    CoreAdapter.GiveBack(ref decoder, unused);
-                    reader.AdvanceTo(buffer.GetPosition(step.Consumed - unused));
-                    finished = decoder.Finished;
-                    return n;
-                }
+                    return Fill(buffer, step, dest, rr.IsCompleted);
                 case BodyReadKind.End:
                     reader.AdvanceTo(buffer.GetPosition(step.Consumed));
                     finished = true;
@@ -188,6 +180,46 @@ internal sealed class BodyReadStream : Stream
                     break;
             }
         }
+    }
+
+    /// <summary>
+    /// Copies the data of <paramref name="step"/> (decoded from the start of <paramref name="buffer"/>), then goes on
+    /// decoding what is already buffered while <paramref name="dest"/> has room, so a body of many small chunks fills a
+    /// large read instead of returning one chunk per call. It stops, without waiting for input, at the first step that
+    /// needs more bytes or finds an error (both left for the next read, which decodes that step again) or at the end.
+    /// </summary>
+    private int Fill(ReadOnlySequence<byte> buffer, BodyRead step, Memory<byte> dest, bool inputEnded)
+    {
+        var written = 0;
+        long consumed = 0;
+        while (true)
+        {
+            var n = (int)Math.Min(step.Data.Length, dest.Length - written);
+            step.Data.Slice(0, n).CopyTo(dest.Span[written..]);
+            written += n;
+            var unused = step.Data.Length - n;
+            CoreAdapter.GiveBack(ref decoder, unused);
+            consumed += step.Consumed - unused;
+            if (written == dest.Length || decoder.Finished) break;
+            var before = decoder;
+            var next = CoreAdapter.Decode(settings, isRequest, ref decoder, buffer.Slice(consumed), inputEnded);
+            if (next.Kind == BodyReadKind.Data)
+            {
+                step = next;
+                continue;
+            }
+            if (next.Kind == BodyReadKind.End)
+            {
+                consumed += next.Consumed;
+                if (chunked) onTrailers?.Invoke(next.Trailers!);
+                break;
+            }
+            decoder = before;
+            break;
+        }
+        reader.AdvanceTo(buffer.GetPosition(consumed));
+        finished = decoder.Finished;
+        return written;
     }
 
     protected override void Dispose(bool disposing)
