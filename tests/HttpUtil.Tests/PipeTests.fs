@@ -487,11 +487,18 @@ let ``a body of many small chunks fills a large read instead of returning one ch
     task {
         let clientEnd, serverEnd = duplexPair ()
         let chunks = String.replicate 1000 "1\r\nx\r\n"
-        do! writeText clientEnd ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + "0\r\n\r\n")
+
+        do!
+            writeText
+                clientEnd
+                ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 + chunks
+                 + "0\r\n\r\n")
+
         let server = new ServerConn(serverEnd)
         let! req = server.ReadAsync()
         let body = req.Content.ReadAsStream()
-        let buffer = Array.zeroCreate<byte> (64 * 1024)
+        let buffer = Array.zeroCreate<byte>(64 * 1024)
         let mutable total = 0
         let mutable reads = 0
         let mutable n = -1
