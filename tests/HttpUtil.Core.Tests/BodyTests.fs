@@ -6,6 +6,8 @@ module HttpUtil.Core.Tests.BodyTests
 open System
 open System.Buffers
 open NUnit.Framework
+open FsCheck
+open FsCheck.FSharp
 open FsCheck.NUnit
 open HttpUtil.Core
 open HttpUtil.Core.Tests.Gen
@@ -180,3 +182,65 @@ let ``a message without a body refuses body bytes`` () =
     match Body.write (ArrayBufferWriter<byte>(), Body.encoder Framing.NoBody, ReadOnlySpan [| 1uy |]) with
     | Error e -> Assert.That(e.Kind, Is.EqualTo ErrorKind.ContentLengthOverrun)
     | Ok _ -> Assert.Fail "body bytes were accepted for a message without a body"
+
+/// Chunk-size lines of every shape: hex digits (sometimes many, sometimes zeros), extensions,
+/// whitespace, quotes, stray chars, and endings CRLF, bare LF or bare CR.
+let private chunkLine =
+    let piece =
+        Gen.frequency
+            [
+                6,
+                Gen.elements
+                    [
+                        "0"
+                        "1"
+                        "7"
+                        "9"
+                        "a"
+                        "F"
+                        "f"
+                        "8"
+                        "00"
+                        "ffffffffffffffff"
+                        "7fffffffffffffff"
+                    ]
+                1, Gen.elements [ ";"; ";a"; ";a=b"; ";a=\"x y\""; " "; "\t"; "g"; "="; "\""; "-"; "" ]
+            ]
+
+    gen {
+        let! parts = Gen.listOfLength 3 piece |> Gen.map (String.concat "")
+
+        let! ending =
+            Gen.frequency [ 8, Gen.constant "\r\n"; 1, Gen.constant "\n"; 1, Gen.constant "\r" ]
+
+        return parts + ending
+    }
+
+[<Property(MaxTest = 1000)>]
+let ``the plain chunk-size fast path agrees with the grammar on every line it reads`` () =
+    Prop.forAll (Arb.fromGen chunkLine) (fun line ->
+        let bytes = latin1 line
+
+        match Chunked.plainSize (ReadOnlySpan bytes, strict.Limits.MaxChunkSizeDigits) with
+        | ValueNone -> true
+        | ValueSome size -> Grammar.run Grammar.chunkSizeLine strict line = Ok size)
+
+[<Test>]
+let ``the plain chunk-size fast path reads HEX CRLF and leaves everything else to the grammar`` () =
+    let plain (s: string) =
+        Chunked.plainSize (ReadOnlySpan(latin1 s), 16)
+
+    Assert.That(plain "1a\r\n", Is.EqualTo(ValueSome 26L))
+    Assert.That(plain "7fffffffffffffff\r\n", Is.EqualTo(ValueSome Int64.MaxValue))
+
+    for other in
+        [
+            "8000000000000000\r\n"
+            "1a;x=y\r\n"
+            "1a\n"
+            "1a \r\n"
+            "\r\n"
+            "0000000000000000001\r\n"
+            "g\r\n"
+        ] do
+        Assert.That(plain other, Is.EqualTo(ValueNone: int64 voption), other)

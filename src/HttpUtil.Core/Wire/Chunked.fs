@@ -74,6 +74,38 @@ module Chunked =
             Position = d.Position + n
         }
 
+    let private hexValue (b: byte) =
+        if b >= '0'B && b <= '9'B then int64 (b - '0'B)
+        elif b >= 'a'B && b <= 'f'B then int64 (b - 'a'B) + 10L
+        elif b >= 'A'B && b <= 'F'B then int64 (b - 'A'B) + 10L
+        else -1L
+
+    /// The size on a chunk-size line that is exactly `1*HEXDIG CRLF` (the common shape), read
+    /// straight from its bytes; none for any other line: with extensions, a bare LF, more digits
+    /// than `maxDigits`, a size past Int64, or anything wrong. The grammar reads those (and says
+    /// what is wrong); on the lines this reads, the two agree (a property test checks it).
+    let plainSize (line: ReadOnlySpan<byte>, maxDigits: int) : int64 voption =
+        let digits = line.Length - 2
+
+        if digits < 1 || digits > maxDigits || line[digits] <> CR || line[digits + 1] <> LF then
+            ValueNone
+        else
+            let mutable value = 0L
+            let mutable ok = true
+            let mutable i = 0
+
+            while ok && i < digits do
+                let v = hexValue line[i]
+
+                if v < 0L || value > 0x07FFFFFFFFFFFFFFL then
+                    ok <- false
+                else
+                    value <- (value <<< 4) ||| v
+
+                i <- i + 1
+
+            if ok then ValueSome value else ValueNone
+
     /// Decodes from the start of `input` (the bytes not yet consumed), given the decoder state.
     /// Framing is consumed as far as the bytes allow; body data comes back as a slice of
     /// `input`, at most one chunk's worth per step. `isRequest` picks the trailer rules.
@@ -126,9 +158,20 @@ module Chunked =
                         finish NeedMoreData
                 | Some lf ->
                     let lineLength = rest.Slice(0, lf).Length + 1L
-                    let text = Parser.decodeLatin1 (rest.Slice(0, lineLength))
+                    let line = rest.Slice(0, lineLength)
 
-                    match Grammar.run Grammar.chunkSizeLine settings text with
+                    let plain =
+                        if line.IsSingleSegment then
+                            plainSize (line.FirstSpan, limits.MaxChunkSizeDigits)
+                        else
+                            ValueNone
+
+                    let parsed =
+                        match plain with
+                        | ValueSome size -> Ok size
+                        | ValueNone -> Grammar.run Grammar.chunkSizeLine settings (Parser.decodeLatin1 line)
+
+                    match parsed with
                     | Error e -> fail e
                     | Ok 0L ->
                         consumed <- consumed + lineLength
