@@ -131,16 +131,8 @@ module Body =
                             }
                 else
                     let n = min input.Length d.Remaining
-                    let step = data d (input.Slice(0L, n)) n (n = d.Remaining)
 
-                    step
-                    |> Result.map (fun s ->
-                        { s with
-                            Decoder =
-                                { s.Decoder with
-                                    Remaining = d.Remaining - n
-                                }
-                        })
+                    data { d with Remaining = d.Remaining - n } (input.Slice(0L, n)) n (n = d.Remaining)
             | Framing.UntilClose ->
                 if input.IsEmpty then
                     if inputEnded then
@@ -194,9 +186,6 @@ module Body =
 
     /// An encoder for a body framed as `framing`.
     let encoder (framing: Framing.BodyLength) : BodyEncoder = { Framing = framing; Written = 0L }
-
-    /// True when the encoder puts body bytes on the wire at all (`Framing.sendsBody`).
-    let sends (e: BodyEncoder) = Framing.sendsBody e.Framing
 
     /// Frames `data` into `writer` (as it is, or as one chunk) and counts it. More bytes than a
     /// Content-Length announced is an error, and nothing is written.

@@ -37,9 +37,6 @@ internal sealed class ConnectionShell
     public HeadReader Heads { get; }
     public MessageWriter Messages { get; }
 
-    /// <summary>Where messages are written (for the server's <c>100 Continue</c>).</summary>
-    public PipeWriter Output => send.Writer;
-
     public ParserSettings Settings
     {
         get => Heads.Settings;

@@ -204,9 +204,6 @@ internal static class CoreAdapter
         _ => new ProtocolException(error.ToString()),
     };
 
-    /// <summary>An error of <paramref name="kind"/> at <paramref name="offset"/>.</summary>
-    public static HttpError Error(ErrorKind kind, long offset, string message) => HttpErrorModule.create(kind, offset, message);
-
     // ---- Versions and fields ------------------------------------------------------------------
 
     public static CoreVersion ToCore(Version v) => v.Major == 1 && v.Minor == 0 ? CoreVersion.Http10 : CoreVersion.Http11;
@@ -301,6 +298,9 @@ internal static class CoreAdapter
 
     /// <summary>True for a response the client reads past (1xx except 101).</summary>
     public static bool IsInterim(IncomingResponse response) => response.Kind.IsInterim;
+
+    /// <summary>True for a head the client reads past (1xx except 101), judged by its status alone.</summary>
+    public static bool IsInterim(ResponseHead head) => Continue.isInterim(head.Status);
 
     /// <summary>True for <c>100 Continue</c> itself.</summary>
     public static bool IsContinue(ResponseHead head) => head.Status == Continue.head.Status;

@@ -124,7 +124,7 @@ internal sealed class HeadReader(PipeReader reader, TurnGate gate)
                 Hooks.Fire(nameof(ClientTrace.GotFirstResponseByte), trace?.GotFirstResponseByte);
             }
             var parsed = CoreAdapter.ParseResponseHead(Settings, buffer);
-            var interim = parsed.Complete && CoreAdapter.ReadResponse("", parsed.Parsed!.Head, out _) is { } r && CoreAdapter.IsInterim(r);
+            var interim = parsed.Complete && CoreAdapter.IsInterim(parsed.Parsed!.Head);
             if (interim)
             {
                 var head = parsed.Parsed!.Head;

@@ -115,7 +115,4 @@ internal sealed class SendLoop
         }
         if (failure is not null) throw new IOException($"bytes already written could not be sent: {failure.Message}", failure);
     }
-
-    /// <summary>True once the loop has ended (everything sent, or the send failed).</summary>
-    public bool IsStopped => loop.IsCompleted;
 }
