@@ -1,0 +1,23 @@
+// The load benchmark's one program (bench/load/run.py drives it):
+//   client --handler transport|sockets --url U --concurrency C [--warmup S] [--duration S]
+//       C workers send GETs in a loop through HttpClient over the chosen handler for warm-up plus duration
+//       seconds and print one JSON line measured over the duration only: requests/s, latency percentiles,
+//       the process's CPU time per request (user + system, all threads), bytes allocated per request and
+//       garbage collections.
+//   server --impl serverconn|kestrel --port P [--size N]
+//       answers every request with N bytes (default 1024) until killed; prints "ready" once listening.
+using HttpUtil.Load;
+
+return args.FirstOrDefault() switch
+{
+    "client" => await LoadClient.RunAsync(Options.Parse(args[1..])),
+    "server" => await LoadServers.RunAsync(Options.Parse(args[1..])),
+    _ => Usage(),
+};
+
+static int Usage()
+{
+    Console.Error.WriteLine("usage: HttpUtil.Load client --handler transport|sockets --url U --concurrency C [--warmup S] [--duration S]");
+    Console.Error.WriteLine("       HttpUtil.Load server --impl serverconn|kestrel --port P [--size N]");
+    return 2;
+}
