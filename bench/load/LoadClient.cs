@@ -15,6 +15,7 @@ internal static class LoadClient
         var concurrency = o.GetInt("concurrency", 16);
         var warmup = TimeSpan.FromSeconds(o.GetDouble("warmup", 4));
         var duration = TimeSpan.FromSeconds(o.GetDouble("duration", 5));
+        using var sampler = o.Get("alloc-types", "no") == "yes" ? new AllocationSampler() : null;
         HttpMessageHandler handler = handlerName switch
         {
             "transport" => new Transport { MaxConnsPerHost = concurrency, MaxIdleConnsPerHost = concurrency },
@@ -67,6 +68,7 @@ internal static class LoadClient
         var cpu0 = process.TotalProcessorTime;
         var alloc0 = GC.GetTotalAllocatedBytes(false);
         int g0 = GC.CollectionCount(0), g1 = GC.CollectionCount(1), g2 = GC.CollectionCount(2);
+        sampler?.Start();
         var clock = Stopwatch.StartNew();
         await Task.Delay(duration);
         var seconds = clock.Elapsed.TotalSeconds;
@@ -84,6 +86,11 @@ internal static class LoadClient
         await Task.WhenAll(workers);
 
         var inv = CultureInfo.InvariantCulture;
+        if (sampler is not null)
+        {
+            // Diagnostics go to standard error; the result line stays alone on standard output.
+            foreach (var (type, share) in sampler.Top(25)) Console.Error.WriteLine(string.Create(inv, $"{share,7:P1}  {type}"));
+        }
         var perReq = Math.Max(done, 1);
         Console.WriteLine(string.Create(inv,
             $"{{\"handler\":\"{handlerName}\",\"concurrency\":{concurrency},\"seconds\":{seconds:0.###},\"requests\":{done},\"errors\":{failed}," +

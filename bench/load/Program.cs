@@ -4,6 +4,7 @@
 //       seconds and print one JSON line measured over the duration only: requests/s, latency percentiles,
 //       the process's CPU time per request (user + system, all threads), bytes allocated per request and
 //       garbage collections.
+//       --alloc-types yes also prints to standard error the types allocated most in the window (sampled).
 //   server --impl serverconn|kestrel --port P [--size N]
 //       answers every request with N bytes (default 1024) until killed; prints "ready" once listening.
 using HttpUtil.Load;

@@ -30,15 +30,30 @@ module CharClass =
     let isHex (c: char) =
         (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
 
+    /// True when `pred` holds for every char of `s` from index `start` on (a loop: no enumerator,
+    /// no closure; these checks run for every field of every message).
+    let inline forAllFrom ([<InlineIfLambda>] pred: char -> bool) (start: int) (s: string) =
+        let mutable ok = true
+        let mutable i = start
+
+        while ok && i < s.Length do
+            ok <- pred s[i]
+            i <- i + 1
+
+        ok
+
+    /// True when `pred` holds for every char of `s`.
+    let inline forAll ([<InlineIfLambda>] pred: char -> bool) (s: string) = forAllFrom pred 0 s
+
     /// True when every char of a non-empty string is a tchar.
     let isToken (s: string) =
-        not (String.IsNullOrEmpty s) && s |> Seq.forall isTchar
+        not (String.IsNullOrEmpty s) && forAll isTchar s
 
     /// True when a string is a valid field value as it goes on the wire: field-vchar, SP and
     /// HTAB only, and no whitespace at either end (RFC 9110 section 5.5).
     let isFieldValue (s: string) =
         not (obj.ReferenceEquals(s, null))
-        && s |> Seq.forall isFieldValueChar
+        && forAll isFieldValueChar s
         && (s.Length = 0 || (not (isOws s[0]) && not (isOws s[s.Length - 1])))
 
 /// One field line: a name (case preserved as received) and its value (OWS trimmed).
@@ -104,23 +119,39 @@ type Headers private (fields: HeaderField[]) =
 
     /// The value of the first field called `name` (ASCII case-insensitive); false and null when there is none.
     member _.TryGetValue(name: string, [<Runtime.InteropServices.Out>] value: byref<string | null>) =
-        let i =
-            fields
-            |> Array.tryFindIndex (fun f -> String.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase))
+        let mutable i = 0
 
-        match i with
-        | Some i ->
+        while i < fields.Length
+              && not (String.Equals(fields[i].Name, name, StringComparison.OrdinalIgnoreCase)) do
+            i <- i + 1
+
+        if i < fields.Length then
             value <- fields[i].Value
             true
-        | None ->
+        else
             value <- null
             false
 
     /// The values of every field called `name`, in wire order; empty when there is none.
     member _.GetValues(name: string) : string[] =
-        fields
-        |> Array.filter (fun f -> String.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase))
-        |> Array.map (fun f -> f.Value)
+        let mutable n = 0
+
+        for f in fields do
+            if String.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase) then
+                n <- n + 1
+
+        if n = 0 then
+            Array.Empty()
+        else
+            let values = Array.zeroCreate n
+            let mutable j = 0
+
+            for f in fields do
+                if String.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase) then
+                    values[j] <- f.Value
+                    j <- j + 1
+
+            values
 
     /// The field line at `index` (0-based, in wire order). Throws ArgumentOutOfRangeException outside 0..Count-1.
     member _.Item
@@ -189,31 +220,55 @@ module Headers =
 
     /// The list with one more field at the end.
     let add name value (h: Headers) =
-        Headers.Own(Array.append (Seq.toArray h.Fields) [| { Name = name; Value = value } |])
+        let fields = h.AsSpan()
+        let all = Array.zeroCreate (fields.Length + 1)
+        fields.CopyTo(Span all)
+        all[fields.Length] <- { Name = name; Value = value }
+        Headers.Own all
 
-    /// The list without any field called `name`.
+    /// The list without any field called `name` (the same list when there is none: framing
+    /// rules remove fields from every message, and usually find nothing to remove).
     let remove name (h: Headers) =
-        Headers.Own(h.Fields |> Seq.filter (fun f -> not (same f.Name name)) |> Seq.toArray)
+        if not (h.Contains name) then
+            h
+        else
+            let fields = h.AsSpan()
+            let kept = ResizeArray(fields.Length)
+
+            for f in fields do
+                if not (same f.Name name) then
+                    kept.Add f
+
+            Headers.Own(kept.ToArray())
 
     /// The list with every field called `name` replaced by one `name: value` at the place of the first
-    /// (or at the end when there was none).
+    /// (or at the end when there was none). The same list when it already holds exactly that one field.
     let set name value (h: Headers) =
-        if contains name h then
-            let mutable placed = false
+        let fields = h.AsSpan()
+        let mutable count = 0
+        let mutable first = -1
 
-            h.Fields
-            |> Seq.choose (fun f ->
-                if not (same f.Name name) then
-                    Some f
-                elif placed then
-                    None
-                else
-                    placed <- true
-                    Some { Name = name; Value = value })
-            |> Seq.toArray
-            |> Headers.Own
-        else
+        for i in 0 .. fields.Length - 1 do
+            if same fields[i].Name name then
+                count <- count + 1
+
+                if first < 0 then
+                    first <- i
+
+        if count = 0 then
             add name value h
+        elif count = 1 && String.Equals(fields[first].Value, value) && String.Equals(fields[first].Name, name) then
+            h
+        else
+            let result = ResizeArray(fields.Length - count + 1)
+
+            for i in 0 .. fields.Length - 1 do
+                if i = first then
+                    result.Add { Name = name; Value = value }
+                elif not (same fields[i].Name name) then
+                    result.Add fields[i]
+
+            Headers.Own(result.ToArray())
 
     /// Splits comma-separated list values of every field called `name` (RFC 9110 section 5.6.1):
     /// elements trimmed of OWS, empty elements dropped, order kept.
@@ -226,9 +281,31 @@ module Headers =
     let connectionTokens (h: Headers) =
         listValues "Connection" h |> List.map (fun s -> s.ToLowerInvariant())
 
+    /// True when the comma-separated list `value` has the element `token` (OWS around elements
+    /// ignored, compared case-insensitively). Allocates nothing: it runs for every message.
+    let private listHas (token: string) (value: string) =
+        let mutable rest = value.AsSpan()
+        let mutable found = false
+
+        while not found && not rest.IsEmpty do
+            let comma = rest.IndexOf(',')
+            let element = if comma < 0 then rest else rest.Slice(0, comma)
+            found <- element.Trim(" \t".AsSpan()).Equals(token.AsSpan(), StringComparison.OrdinalIgnoreCase)
+            rest <- if comma < 0 then ReadOnlySpan.Empty else rest.Slice(comma + 1)
+
+        found
+
     /// True when a `Connection` field lists `token` (compared case-insensitively).
     let hasConnectionToken (token: string) (h: Headers) =
-        listValues "Connection" h |> List.exists (same token)
+        let fields = h.AsSpan()
+        let mutable found = false
+        let mutable i = 0
+
+        while not found && i < fields.Length do
+            found <- same fields[i].Name "Connection" && listHas token fields[i].Value
+            i <- i + 1
+
+        found
 
 // The same operations as members, for C# (where the module is `HeadersModule`).
 type Headers with

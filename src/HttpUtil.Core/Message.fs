@@ -185,7 +185,7 @@ module Message =
             if uri.IsDefaultPort then
                 host
             else
-                sprintf "%s:%d" host uri.Port
+                host + ":" + string uri.Port
 
     /// The effective request URI of a request a server read (RFC 9112 section 3.3), as text: an
     /// absolute-form target as it is, an authority-form one as `scheme://target/`, an origin-form

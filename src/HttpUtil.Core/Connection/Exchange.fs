@@ -113,7 +113,7 @@ module Exchange =
         hostOk
         && (hostEnd = value.Length
             || (value[hostEnd] = ':'
-                && value |> Seq.skip (hostEnd + 1) |> Seq.forall System.Char.IsAsciiDigit))
+                && CharClass.forAllFrom System.Char.IsAsciiDigit (hostEnd + 1) value))
 
     /// Prepares a request head: the target for `uri` in the form the route needs, `Host` first
     /// (`host` when given, else the URI's authority), then `fields`, then the framing fields for

@@ -123,7 +123,7 @@ module Persist =
         | ServerRole,  ResponsePhase  -> Writing
 
     /// The sides an operation checks, in order, and what it meets after Close or Hijack.
-    let checks (role: Role) (phase: Phase) =
+    let private checkTable (role: Role) (phase: Phase) =
         match role, phase with
         //  role         phase              checks                  after Close or Hijack
         | ClientRole,  RequestPhase   -> [ Reading; Writing ],    UseAfterClose
@@ -131,28 +131,38 @@ module Persist =
         | ServerRole,  RequestPhase   -> [ Writing; Reading ],    UseAfterClose
         | ServerRole,  ResponsePhase  -> [ Writing ],             ClosedByUser
 
-    /// The error an operation of `phase` meets now, or none when it may go ahead.
+    let private roleIndex role = match role with ClientRole -> 0 | ServerRole -> 2
+    let private phaseIndex phase = match phase with RequestPhase -> 0 | ResponsePhase -> 1
+
+    /// `checkTable`, built once (every operation reads it; a list literal would be built per call).
+    let private checkRows =
+        [| for role in [ ClientRole; ServerRole ] do
+               for phase in [ RequestPhase; ResponsePhase ] -> checkTable role phase |]
+
+    /// The sides an operation of `phase` checks, in order, and what it meets after Close or Hijack.
+    let checks (role: Role) (phase: Phase) = checkRows[roleIndex role + phaseIndex phase]
+
+    /// The error an operation of `phase` meets now, or none when it may go ahead: the first side
+    /// in `checks` that refuses, then the life. (A loop, not closures: it runs for every operation.)
     let refusal (role: Role) (phase: Phase) (reading: Side) (writing: Side) (life: Life) =
-        let sideOf d =
-            match d with
-            | Reading -> reading
-            | Writing -> writing
-
         let sides, afterStop = checks role phase
+        let mutable rest = sides
+        let mutable found = ValueNone
 
-        let rec first ds =
-            match ds with
-            | [] ->
-                match life with
-                | Live -> ValueNone
-                | Closed
-                | Hijacked -> ValueSome afterStop
-            | d :: rest ->
-                match refusalOf (sideOf d) with
-                | ValueSome e -> ValueSome e
-                | ValueNone -> first rest
+        while found.IsNone && not rest.IsEmpty do
+            found <-
+                refusalOf (
+                    match rest.Head with
+                    | Reading -> reading
+                    | Writing -> writing
+                )
 
-        first sides
+            rest <- rest.Tail
+
+        match found, life with
+        | ValueSome _, _ -> found
+        | ValueNone, Live -> ValueNone
+        | ValueNone, (Closed | Hijacked) -> ValueSome afterStop
 
     /// Which side the last message written ends: a client's last request ends its writing; a
     /// server's last response ends its reading (requests pipelined after it are never read).

@@ -20,46 +20,63 @@ let private err kind message = Error(HttpError.create kind 0L message)
 /// The value of the Content-Length fields: absent, one valid value (repeated identical values,
 /// in one field as a list or in several fields, count as one), or an error.
 let contentLength (headers: Headers) : Result<int64 voption, HttpError> =
-    match Headers.getAll "Content-Length" headers with
-    | [] -> Ok ValueNone
-    | values ->
-        let parse (s: string) =
-            let t = s.Trim(' ', '\t')
+    let fields = headers.AsSpan()
+    let mutable result = Ok ValueNone
+    let mutable i = 0
 
-            if t.Length = 0 || t.Length > 19 || not (t |> Seq.forall Char.IsAsciiDigit) then
-                err
-                    ErrorKind.InvalidContentLength
-                    (sprintf "Content-Length %A is not 1*DIGIT within a 64-bit length (RFC 9110 section 8.6)" s)
-            else
-                match
-                    Int64.TryParse(t, Globalization.NumberStyles.None, Globalization.CultureInfo.InvariantCulture)
-                with
-                | true, n -> Ok n
-                | _ ->
-                    err
-                        ErrorKind.InvalidContentLength
-                        (sprintf "Content-Length %s does not fit a 64-bit length (RFC 9110 section 8.6)" t)
+    // Every element of every Content-Length field, read from spans: the common single value
+    // allocates nothing.
+    while result.IsOk && i < fields.Length do
+        if String.Equals(fields[i].Name, "Content-Length", StringComparison.OrdinalIgnoreCase) then
+            let value = fields[i].Value
+            let mutable rest = value.AsSpan()
+            let mutable more = true
 
-        let elements = values |> List.collect (fun v -> v.Split(',') |> List.ofArray)
+            while more && result.IsOk do
+                let comma = rest.IndexOf(',')
+                let element = (if comma < 0 then rest else rest.Slice(0, comma)).Trim(" \t".AsSpan())
+                more <- comma >= 0
+                rest <- if comma < 0 then ReadOnlySpan.Empty else rest.Slice(comma + 1)
+                let mutable n = 0L
 
-        let rec check (acc: int64 voption) rest =
-            match rest with
-            | [] -> Ok acc
-            | x :: xs ->
-                match parse x with
-                | Error e -> Error e
-                | Ok n ->
-                    match acc with
-                    | ValueSome m when m <> n ->
+                if element.Length = 0 || element.Length > 19 || element.ContainsAnyExceptInRange('0', '9') then
+                    result <-
                         err
-                            ErrorKind.DifferingContentLengths
+                            ErrorKind.InvalidContentLength
                             (sprintf
-                                "Content-Length values %d and %d differ; the message framing is ambiguous (RFC 9112 section 6.3)"
-                                m
-                                n)
-                    | _ -> check (ValueSome n) xs
+                                "Content-Length %A is not 1*DIGIT within a 64-bit length (RFC 9110 section 8.6)"
+                                (element.ToString()))
+                elif
+                    not (
+                        Int64.TryParse(
+                            element,
+                            Globalization.NumberStyles.None,
+                            Globalization.CultureInfo.InvariantCulture,
+                            &n
+                        )
+                    )
+                then
+                    result <-
+                        err
+                            ErrorKind.InvalidContentLength
+                            (sprintf
+                                "Content-Length %s does not fit a 64-bit length (RFC 9110 section 8.6)"
+                                (element.ToString()))
+                else
+                    match result with
+                    | Ok(ValueSome m) when m <> n ->
+                        result <-
+                            err
+                                ErrorKind.DifferingContentLengths
+                                (sprintf
+                                    "Content-Length values %d and %d differ; the message framing is ambiguous (RFC 9112 section 6.3)"
+                                    m
+                                    n)
+                    | _ -> result <- Ok(ValueSome n)
 
-        check ValueNone elements
+        i <- i + 1
+
+    result
 
 /// The transfer codings of the Transfer-Encoding fields, in order, lower-cased (parameters dropped).
 let transferCodings (headers: Headers) =

@@ -13,19 +13,35 @@ let private invalid message =
 /// Checks that every field of a section can go on the wire: names are tokens, values hold no CR,
 /// LF or other control char, no char above 0xFF and no whitespace at an end.
 let validateFields (headers: Headers) : Result<unit, HttpError> =
-    let bad = headers.Fields |> Seq.tryFind (fun f -> not (CharClass.isToken f.Name))
+    let fields = headers.AsSpan()
+    let mutable badName = -1
+    let mutable badValue = -1
+    let mutable i = 0
 
-    match bad with
-    | Some f -> invalid (sprintf "field name %A is not a token (RFC 9110 section 5.1)" f.Name)
-    | None ->
-        match headers.Fields |> Seq.tryFind (fun f -> not (CharClass.isFieldValue f.Value)) with
-        | Some f ->
-            invalid (
-                sprintf
-                    "the value of field %s holds a control character, a char above 0xFF, or whitespace at an end (RFC 9110 section 5.5)"
-                    f.Name
-            )
-        | None -> Ok()
+    while badName < 0 && i < fields.Length do
+        if not (CharClass.isToken fields[i].Name) then
+            badName <- i
+
+        i <- i + 1
+
+    i <- 0
+
+    while badName < 0 && badValue < 0 && i < fields.Length do
+        if not (CharClass.isFieldValue fields[i].Value) then
+            badValue <- i
+
+        i <- i + 1
+
+    if badName >= 0 then
+        invalid (sprintf "field name %A is not a token (RFC 9110 section 5.1)" fields[badName].Name)
+    elif badValue >= 0 then
+        invalid (
+            sprintf
+                "the value of field %s holds a control character, a char above 0xFF, or whitespace at an end (RFC 9110 section 5.5)"
+                fields[badValue].Name
+        )
+    else
+        Ok()
 
 /// Checks that a request head can be written as it is.
 let validateRequest (head: RequestHead) : Result<unit, HttpError> =
@@ -33,7 +49,7 @@ let validateRequest (head: RequestHead) : Result<unit, HttpError> =
         invalid (sprintf "method %A is not a token (RFC 9110 section 9.1)" head.Method)
     elif
         String.IsNullOrEmpty head.Target
-        || not (head.Target |> Seq.forall CharClass.isVchar)
+        || not (CharClass.forAll CharClass.isVchar head.Target)
     then
         invalid (
             sprintf
@@ -53,7 +69,7 @@ let validateResponse (head: ResponseHead) : Result<unit, HttpError> =
         invalid (sprintf "status code %d is not three digits from 100 (RFC 9110 section 15)" head.Status)
     elif
         obj.ReferenceEquals(head.Reason, null)
-        || not (head.Reason |> Seq.forall CharClass.isFieldValueChar)
+        || not (CharClass.forAll CharClass.isFieldValueChar head.Reason)
     then
         invalid "the reason-phrase holds a control character or a char above 0xFF (RFC 9112 section 4)"
     else

@@ -109,7 +109,12 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     /// <exception cref="PersistEofException">The connection has ended logically.</exception>
     /// <exception cref="ObjectDisposedException">After <see cref="Close"/> or <see cref="HijackAsync"/>.</exception>
     /// <exception cref="IOException">The stream failed, now or before.</exception>
-    public async Task WriteAsync(HttpRequestMessage request, CancellationToken cancellationToken = default)
+    public Task WriteAsync(HttpRequestMessage request, CancellationToken cancellationToken = default) =>
+        WriteCoreAsync(request, cancellationToken).AsTask();
+
+    /// <summary><see cref="WriteAsync"/> as a pooled <see cref="ValueTask"/> (for <see cref="Transport"/>: no task per request).</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
+    internal async ValueTask WriteCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         var outgoing = CoreAdapter.PrepareRequest(request, proxy);
@@ -143,7 +148,8 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
 
     /// <summary>Reads a response and also returns its body stream (for <see cref="Transport"/>, which
     /// must know when the body ends).</summary>
-    internal async Task<(HttpResponseMessage Response, BodyReadStream Body)> ReadCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    internal async ValueTask<(HttpResponseMessage Response, BodyReadStream Body)> ReadCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         var known = shell.TakeSlot(request);
@@ -179,13 +185,13 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
                 throw;
             }
         }
-        HttpResponseMessage? response = null;
-        var body = shell.NewBody(incoming.Body, false, trailers => CopyTrailers(response!, trailers), null);
+        var body = shell.NewBody(incoming.Body, false, static (r, trailers) => CopyTrailers((HttpResponseMessage)r!, trailers), null, null);
         var wire = new WireInfo
         {
             Response = parsed.Head, Raw = parsed.Raw, IsLast = incoming.Closes, Interim = tally.Heads ?? (IReadOnlyList<ResponseHead>)[],
         };
-        response = MessageMapping.ToResponse(parsed.Head, wire, request, body);
+        var response = MessageMapping.ToResponse(parsed.Head, wire, request, body);
+        body.TrailersState = response;
         shell.Gate.Step(static (m, a) => m.HeadRead(a.slot, a.closes, false), (slot, closes: incoming.Closes));
         return (response, body);
     }
@@ -213,7 +219,7 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     /// <returns>The response, as <see cref="ReadAsync"/> returns it.</returns>
     public async Task<HttpResponseMessage> DoAsync(HttpRequestMessage request, CancellationToken cancellationToken = default)
     {
-        await WriteAsync(request, cancellationToken).ConfigureAwait(false);
+        await WriteCoreAsync(request, cancellationToken).ConfigureAwait(false);
         return await ReadAsync(request, cancellationToken).ConfigureAwait(false);
     }
 

@@ -93,7 +93,7 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
             throw new MalformedMessageException(error!);
         }
         var info = new WireInfo { Request = head, Raw = parsed.Raw, IsLast = incoming.Closes };
-        var body = shell.NewBody(incoming.Body, true, trailers => info.Trailers = trailers,
+        var body = shell.NewBody(incoming.Body, true, static (i, trailers) => ((WireInfo)i!).Trailers = trailers, info,
             incoming.ExpectsContinue ? ct => shell.Messages.WriteContinueAsync(slot, ct) : null);
         var request = MessageMapping.ToRequest(head, info, shell.Stream, CoreAdapter.HasBody(incoming.Body) ? body : null);
         shell.RememberSlot(request, slot);

@@ -16,8 +16,9 @@ internal sealed class BodyReadStream : Stream
     private readonly PipeReader reader;
     private readonly bool isRequest;
     private readonly ParserSettings settings;
-    private readonly Action<Headers>? onTrailers;
-    private readonly Action<Exception> onFailure;
+    private readonly Action<object?, Headers>? onTrailers;
+    private object? trailersState;
+    private readonly TurnGate connection;
     private readonly SemaphoreSlim gate = new(1, 1);
     private Func<CancellationToken, ValueTask>? beforeFirstRead;
     private readonly bool chunked;
@@ -26,20 +27,32 @@ internal sealed class BodyReadStream : Stream
     private bool finished;
     private bool disposed;
     private Exception? failure;
-    private Action<bool>? ended;
+    private Action<object, bool>? ended;
+    private object? endedState;
 
+    /// <summary>A body read from <paramref name="reader"/>; a failure breaks the reading side of <paramref name="connection"/>.
+    /// Chunked trailers go to <paramref name="onTrailers"/> with <paramref name="trailersState"/> (callbacks take their
+    /// state as an argument so that none is a closure made per message).</summary>
     public BodyReadStream(PipeReader reader, Framing.BodyLength framing, bool isRequest, ParserSettings settings,
-        Action<Headers>? onTrailers, Func<CancellationToken, ValueTask>? beforeFirstRead, Action<Exception> onFailure)
+        Action<object?, Headers>? onTrailers, object? trailersState, Func<CancellationToken, ValueTask>? beforeFirstRead, TurnGate connection)
     {
         this.reader = reader;
         this.isRequest = isRequest;
         this.settings = settings;
         this.onTrailers = onTrailers;
+        this.trailersState = trailersState;
         this.beforeFirstRead = beforeFirstRead;
-        this.onFailure = onFailure;
+        this.connection = connection;
         decoder = CoreAdapter.NewDecoder(framing);
         chunked = CoreAdapter.EndsWithTrailers(framing);
         finished = decoder.Finished;
+    }
+
+    /// <summary>The state handed to the trailers callback (set after construction when the message it belongs to is
+    /// made from the body).</summary>
+    internal object? TrailersState
+    {
+        set => trailersState = value;
     }
 
     /// <summary>True once the body has been read to its end (trailers included).</summary>
@@ -50,14 +63,15 @@ internal sealed class BodyReadStream : Stream
     /// if it already has), with false when it failed or was disposed before its end. Exceptions from the
     /// callback reach the read that reached the end.
     /// </summary>
-    internal void OnEnded(Action<bool> callback)
+    internal void OnEnded(Action<object, bool> callback, object state)
     {
+        endedState = state;
         ended = callback;
         if (finished) End(true);
         else if (disposed || failure is not null) End(false);
     }
 
-    private void End(bool clean) => Interlocked.Exchange(ref ended, null)?.Invoke(clean);
+    private void End(bool clean) => Interlocked.Exchange(ref ended, null)?.Invoke(endedState!, clean);
 
     public override bool CanRead => true;
     public override bool CanSeek => false;
@@ -79,6 +93,7 @@ internal sealed class BodyReadStream : Stream
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(disposed && !finished, this);
@@ -114,6 +129,7 @@ internal sealed class BodyReadStream : Stream
     /// Reads and drops the rest of the body. True when it ended within <paramref name="limit"/> bytes;
     /// false when more than that was left (the body is then abandoned part way).
     /// </summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<bool> DrainAsync(long limit, CancellationToken ct)
     {
         await gate.WaitAsync(ct).ConfigureAwait(false);
@@ -136,6 +152,7 @@ internal sealed class BodyReadStream : Stream
         }
     }
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<int> ReadCoreAsync(Memory<byte> dest, CancellationToken ct)
     {
         if (failure is not null) throw new IOException("the body failed earlier", failure);
@@ -149,12 +166,13 @@ internal sealed class BodyReadStream : Stream
         catch (Exception ex)
         {
             failure = ex;
-            onFailure(ex);
+            connection.Step(static (m, e) => m.BodyFailed(e), ex);
             throw;
         }
     }
 
     /// <summary>Reads and decodes until at least one body byte is in <paramref name="dest"/> or the body ended.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<int> DecodeAsync(Memory<byte> dest, CancellationToken ct)
     {
         while (true)
@@ -170,7 +188,7 @@ internal sealed class BodyReadStream : Stream
                 case BodyReadKind.End:
                     reader.AdvanceTo(buffer.GetPosition(step.Consumed));
                     finished = true;
-                    if (chunked) onTrailers?.Invoke(step.Trailers!);
+                    if (chunked) onTrailers?.Invoke(trailersState, step.Trailers!);
                     return 0;
                 case BodyReadKind.Error:
                     reader.AdvanceTo(buffer.Start);
@@ -211,7 +229,7 @@ internal sealed class BodyReadStream : Stream
             if (next.Kind == BodyReadKind.End)
             {
                 consumed += next.Consumed;
-                if (chunked) onTrailers?.Invoke(next.Trailers!);
+                if (chunked) onTrailers?.Invoke(trailersState, next.Trailers!);
                 break;
             }
             decoder = before;

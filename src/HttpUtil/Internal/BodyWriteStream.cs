@@ -24,6 +24,7 @@ internal sealed class BodyWriteStream(PipeWriter writer, Framing.BodyLength plan
     /// chunked body the last-chunk with <paramref name="trailers"/>. The last bytes are left unflushed: the caller
     /// flushes. Content is serialized afresh each time (so a retried request sends it again).
     /// </summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     public static async ValueTask WriteAsync(PipeWriter writer, HttpContent? content, Framing.BodyLength plan, Func<Headers>? trailers,
         CancellationToken ct)
     {
@@ -35,6 +36,7 @@ internal sealed class BodyWriteStream(PipeWriter writer, Framing.BodyLength plan
     }
 
     /// <summary>Flushes <paramref name="writer"/>; a cancelled flush throws.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     public static async ValueTask FlushAsync(PipeWriter writer, CancellationToken ct)
     {
         var r = await writer.FlushAsync(ct).ConfigureAwait(false);

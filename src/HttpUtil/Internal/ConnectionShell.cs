@@ -77,16 +77,17 @@ internal sealed class ConnectionShell
     public bool PreviousBodyFinished => lastBody is null || lastBody.IsFinished;
 
     /// <summary>The body stream a new message reads from; the next read drains it first.</summary>
-    public BodyReadStream NewBody(Framing.BodyLength framing, bool isRequest, Action<Headers>? onTrailers, Func<CancellationToken, ValueTask>? beforeFirstRead)
+    public BodyReadStream NewBody(Framing.BodyLength framing, bool isRequest, Action<object?, Headers>? onTrailers, object? trailersState,
+        Func<CancellationToken, ValueTask>? beforeFirstRead)
     {
-        var body = new BodyReadStream(Reader, framing, isRequest, Settings, onTrailers, beforeFirstRead,
-            ex => Gate.Step(static (m, e) => m.BodyFailed(e), ex));
+        var body = new BodyReadStream(Reader, framing, isRequest, Settings, onTrailers, trailersState, beforeFirstRead, Gate);
         lastBody = body;
         return body;
     }
 
     /// <summary>Reads and drops what the previous body left unread, up to the drain limit; beyond it the
     /// connection is closed.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask DrainPreviousAsync(ExchangePhase phase, int slot, CancellationToken ct)
     {
         var body = lastBody;

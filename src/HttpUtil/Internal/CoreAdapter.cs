@@ -243,6 +243,17 @@ internal static class CoreAdapter
         return content.Headers.ContentLength is long n ? Framing.OutgoingBody.NewKnown(n) : Framing.OutgoingBody.Unknown;
     }
 
+    [ThreadStatic] private static List<HeaderField>? scratch;
+
+    /// <summary>This thread's empty list for gathering fields before the core copies them into its own head (one list
+    /// per thread instead of one per message).</summary>
+    private static List<HeaderField> TakeScratch()
+    {
+        var list = scratch ??= new List<HeaderField>(16);
+        list.Clear();
+        return list;
+    }
+
     private static ArgumentException Invalid(string what, HttpError e) => new($"{what}: {e.Message}");
 
     // ---- Heads: prepare to write, interpret what was read ---------------------------------------
@@ -252,11 +263,12 @@ internal static class CoreAdapter
     public static OutgoingRequest PrepareRequest(HttpRequestMessage request, bool absoluteForm)
     {
         var uri = request.RequestUri ?? throw new ArgumentException("the request has no RequestUri", nameof(request));
-        var fields = new List<HeaderField>(16);
+        var fields = TakeScratch();
         AddFields(fields, request.Headers, "Host");
         if (request.Content is { } content) AddFields(fields, content.Headers);
         var prepared = Exchange.prepareRequest(request.Method.Method, uri, ToCore(request.Version), absoluteForm, request.Headers.Host, fields,
             Describe(request.Content, request.Headers.TransferEncodingChunked));
+        fields.Clear();
         if (prepared.IsError) throw Invalid("the request cannot be written", prepared.ErrorValue);
         return prepared.ResultValue;
     }
@@ -265,11 +277,12 @@ internal static class CoreAdapter
     /// (<c>Exchange.prepareResponse</c>); throws <see cref="ArgumentException"/> when it cannot be written.</summary>
     public static OutgoingResponse PrepareResponse(HttpRequestMessage request, HttpResponseMessage response)
     {
-        var fields = new List<HeaderField>(16);
+        var fields = TakeScratch();
         AddFields(fields, response.Headers);
         AddFields(fields, response.Content.Headers);
         var prepared = Exchange.prepareResponse(request.Method.Method, ToCore(request.Version), ToCore(response.Version), (int)response.StatusCode,
             response.ReasonPhrase ?? "", fields, Describe(response.Content, response.Headers.TransferEncodingChunked));
+        fields.Clear();
         if (prepared.IsError) throw Invalid("the response cannot be written", prepared.ErrorValue);
         return prepared.ResultValue;
     }

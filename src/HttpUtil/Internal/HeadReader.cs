@@ -39,6 +39,7 @@ internal sealed class HeadReader(PipeReader reader, TurnGate gate)
     public void ResetProgress() => SawBytes = false;
 
     /// <summary>Reads one head for the running operation of <paramref name="slot"/>.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<Parsed<T>> ReadAsync<T>(ExchangePhase phase, int slot,
         Func<ParserSettings, ReadOnlySequence<byte>, HeadParse<T>> parse, Action? onFirstByte, CancellationToken ct)
     {

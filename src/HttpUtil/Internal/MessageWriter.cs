@@ -16,6 +16,7 @@ internal sealed class MessageWriter(PipeWriter writer, TurnGate gate, HeadReader
     /// head goes first, then the body waits for the server's answer (at most that long): a final answer
     /// instead of <c>100 Continue</c> leaves the body unsent, and the connection carries no further request.
     /// </summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteRequestAsync(int slot, OutgoingRequest request, HttpContent? content, ClientTrace? trace,
         TimeSpan? continueWait, InterimTally tally, CancellationToken ct)
     {
@@ -54,6 +55,7 @@ internal sealed class MessageWriter(PipeWriter writer, TurnGate gate, HeadReader
     }
 
     /// <summary>Writes a server response: head, body, trailers for a chunked body.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteResponseAsync(int slot, ResponseHead head, Framing.BodyLength plan, HttpContent? content, Func<Headers> trailers,
         CancellationToken ct)
     {

@@ -60,6 +60,7 @@ internal sealed class TurnGate(ConnectionMachine machine)
     /// <remarks>When <paramref name="ct"/> fires first, the operation still takes its turn later (order is never
     /// broken) and then fails at once, which breaks its side of the connection: the bytes it would have moved
     /// are unaccounted for.</remarks>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<(int Slot, bool EndsConnection)> TakeTurnAsync<TArg>(Action<ConnectionMachine, TArg> start, TArg arg,
         ExchangePhase phase, int? knownSlot, CancellationToken ct)
     {
@@ -91,6 +92,7 @@ internal sealed class TurnGate(ConnectionMachine machine)
         return (slot, verdict.EndsConnection);
     }
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<TurnVerdict> WaitAsync(Task<TurnVerdict> turn, ExchangePhase phase, int slot, CancellationToken ct)
     {
         try

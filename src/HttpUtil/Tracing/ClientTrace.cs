@@ -165,13 +165,18 @@ public sealed class ClientTrace
     public static ClientTrace? FromRequest(HttpRequestMessage request)
     {
         ArgumentNullException.ThrowIfNull(request);
+        // Reading Options creates the request's options dictionary: skip it until a trace was ever attached.
+        if (!anyAttached) return null;
         return request.Options.TryGetValue(Key, out var trace) ? trace : null;
     }
+
+    private static volatile bool anyAttached;
 
     private ClientTrace[] Layers => layers ?? [this];
 
     internal static void Attach(HttpRequestMessage request, ClientTrace trace)
     {
+        anyAttached = true;
         var old = FromRequest(request);
         if (old is null)
         {

@@ -10,14 +10,20 @@ internal readonly record struct PoolKey(string Scheme, string Host, int Port, st
 }
 
 /// <summary>One connection a <see cref="Transport"/> owns.</summary>
-internal sealed class PooledConnection(PoolKey key, Socket socket, Stream stream, ClientConn client)
+internal sealed class PooledConnection(Transport owner, PoolKey key, Socket socket, Stream stream, ClientConn client)
 {
+    public Transport Owner { get; } = owner;
     public PoolKey Key { get; } = key;
     public Socket Socket { get; } = socket;
     public Stream Stream { get; } = stream;
     public ClientConn Client { get; } = client;
     public long IdleSince { get; set; }
     public bool Used { get; set; }
+
+    /// <summary>The pool it goes back to, and the body and trace of the exchange running on it (read when the body ends).</summary>
+    public HostPool? Pool { get; set; }
+    public BodyReadStream? Body { get; set; }
+    public ClientTrace? Trace { get; set; }
 
     /// <summary>False when the peer closed the idle connection (or sent bytes nobody asked for).</summary>
     public bool LooksAlive()
@@ -53,6 +59,7 @@ internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout, 
     /// An idle connection (unless <paramref name="fresh"/>), or permission to dial (a lease with no
     /// connection), or, at MaxConnsPerHost, a wait for a connection handed over or a freed place.
     /// </summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<Lease> AcquireAsync(bool fresh, CancellationToken ct)
     {
         TaskCompletionSource<PooledConnection?> waiter;

@@ -40,7 +40,7 @@ internal sealed class Dialer(Transport options)
             MaxDrainBytes = options.MaxResponseDrainBytes,
             ExpectContinueTimeout = options.ExpectContinueTimeout,
         };
-        return new PooledConnection(key, socket, stream, client);
+        return new PooledConnection(options, key, socket, stream, client);
     }
 
     /// <summary>Resolves <paramref name="host"/>, joining a lookup already in flight for it.</summary>

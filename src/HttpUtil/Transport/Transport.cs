@@ -125,9 +125,12 @@ public sealed class Transport : HttpMessageHandler
             conn.Used = true;
             try
             {
-                await conn.Client.WriteAsync(request, cancellationToken).ConfigureAwait(false);
+                await conn.Client.WriteCoreAsync(request, cancellationToken).ConfigureAwait(false);
                 var (response, body) = await conn.Client.ReadCoreAsync(request, cancellationToken).ConfigureAwait(false);
-                body.OnEnded(clean => Release(pool, conn, body, clean, trace));
+                conn.Pool = pool;
+                conn.Body = body;
+                conn.Trace = trace;
+                body.OnEnded(static (c, clean) => ((PooledConnection)c).Owner.Release((PooledConnection)c, clean), conn);
                 return response;
             }
             catch (Exception ex)
@@ -153,7 +156,8 @@ public sealed class Transport : HttpMessageHandler
     }
 
     /// <summary>An idle connection, one handed over, or a new one; GotConn reports which.</summary>
-    private async Task<(PooledConnection, bool Reused)> GetConnAsync(HostPool pool, PoolKey key, Uri? proxy, bool fresh,
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<(PooledConnection, bool Reused)> GetConnAsync(HostPool pool, PoolKey key, Uri? proxy, bool fresh,
         ClientTrace? trace, CancellationToken ct)
     {
         var lease = await pool.AcquireAsync(fresh, ct).ConfigureAwait(false);
@@ -182,6 +186,15 @@ public sealed class Transport : HttpMessageHandler
             throw;
         }
         return (conn, reused);
+    }
+
+    /// <summary>After the body of the exchange running on <paramref name="conn"/> ended.</summary>
+    private void Release(PooledConnection conn, bool clean)
+    {
+        var (pool, body, trace) = (conn.Pool!, conn.Body!, conn.Trace);
+        conn.Body = null;
+        conn.Trace = null;
+        Release(pool, conn, body, clean, trace);
     }
 
     /// <summary>After a body ended: back to the pool when the exchange ended cleanly, else closed.</summary>
