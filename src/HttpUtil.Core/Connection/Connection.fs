@@ -217,7 +217,15 @@ module Connection =
             else
                 struct (withLane phase (Pipeline.start (lane phase s)) s, proceedPlain)
 
+    /// `acc` (built newest first) in order; a list of one or none is its own reverse.
+    let private inOrder (acc: ConnAction list) =
+        match acc with
+        | []
+        | [ _ ] -> acc
+        | _ -> List.rev acc
+
     /// Grants every waiting operation whose turn has come, requests first, until none is left.
+    /// (States and actions travel as struct pairs inside this module: no tuple per step.)
     let rec private pump s acc =
         match Pipeline.tryNext s.Requests with
         | ValueSome(struct (slot, closes, l)) ->
@@ -228,7 +236,7 @@ module Connection =
             | ValueSome(struct (slot, closes, l)) ->
                 let struct (s, verdict) = grant ResponsePhase slot closes { s with Responses = l }
                 pump s (Grant(ResponsePhase, slot, verdict) :: acc)
-            | ValueNone -> s, List.rev acc
+            | ValueNone -> struct (s, inOrder acc)
 
     /// An operation asks for its turn: granted at once when the lane is free at its slot (the
     /// usual case), else it waits.
@@ -348,8 +356,8 @@ module Connection =
         match next with
         | ValueNone -> invalid (sprintf "HeadRead %d while that read is not running" slot)
         | ValueSome s ->
-            let s, actions = pump s []
-            Ok(s, Deliver(slot, closes) :: actions)
+            let struct (s, actions) = pump s []
+            Ok(struct (s, Deliver(slot, closes) :: actions))
 
     let private failed phase slot error s =
         if not (Pipeline.isRunning slot (lane phase s)) then
@@ -361,14 +369,14 @@ module Connection =
     let private bodyWanted slot s =
         if Continue.serverMaySend slot s.AwaitingContinue s.Responses s.Writing s.Life then
             Ok(
-                { s with
-                    Responses = Pipeline.start s.Responses
-                    AwaitingContinue = s.AwaitingContinue.Remove slot
-                },
-                [ SendContinue slot ]
+                struct ({ s with
+                            Responses = Pipeline.start s.Responses
+                            AwaitingContinue = s.AwaitingContinue.Remove slot
+                        },
+                        [ SendContinue slot ])
             )
         else
-            Ok(s, [])
+            Ok(struct (s, []))
 
     let private continueWritten slot error s =
         if not (Pipeline.isRunning slot s.Responses) then
@@ -389,18 +397,17 @@ module Connection =
     let private stop life action s =
         match s.Life with
         | Live ->
-            let s, actions = pump { s with Life = life } []
-            Ok(s, action :: actions)
+            let struct (s, actions) = pump { s with Life = life } []
+            Ok(struct (s, action :: actions))
         | Closed
         | Hijacked ->
             match life with
-            | Closed -> Ok(s, [])
+            | Closed -> Ok(struct (s, []))
             | _ -> Result.Error UseAfterClose
 
-    /// One transition: the new state and what the shell must do, or an error for an operation
-    /// that cannot even be queued (`PipelineMismatch`, `UseAfterClose` for a second Hijack) or
-    /// an event that does not fit the state (`InvalidEvent`).
-    let step (s: ConnState) (event: ConnEvent) : Result<ConnState * ConnAction list, ConnError> =
+    /// `step` with the state and actions as a struct pair (what the I/O shell calls: no tuple
+    /// object per transition).
+    let stepValue (s: ConnState) (event: ConnEvent) : Result<struct (ConnState * ConnAction list), ConnError> =
         match event, s.Role with
         | StartWriteRequest closes, ClientRole -> startExchange closes s
         | StartReadRequest, ServerRole -> startExchange false s
@@ -410,14 +417,22 @@ module Connection =
         | HeadRead(slot, closes, expects), _ -> headRead slot closes expects s
         | InputEnded(slot, buffered), _ -> failed (readPhase s) slot (Persist.inputEnded s.Role buffered) s
         | Failed(phase, slot, error), _ -> failed phase slot error s
-        | BodyFailed error, _ -> Ok(onSide Reading (Failure error) s, [])
-        | SendFailed error, _ -> Ok(onSide Writing (Failure error) s, [])
+        | BodyFailed error, _ -> Ok(struct (onSide Reading (Failure error) s, []))
+        | SendFailed error, _ -> Ok(struct (onSide Writing (Failure error) s, []))
         | BodyWanted slot, ServerRole -> bodyWanted slot s
         | ContinueWritten(slot, error), ServerRole -> continueWritten slot error s
-        | StopWriting, ClientRole -> Ok(onSide Writing LastMessage s, [])
+        | StopWriting, ClientRole -> Ok(struct (onSide Writing LastMessage s, []))
         | CloseRequested, _ -> stop Closed CloseTransport s
         | HijackRequested, _ -> stop Hijacked HandOver s
         | _, role -> invalid (sprintf "%A does not apply to the %A" event role)
+
+    /// One transition: the new state and what the shell must do, or an error for an operation
+    /// that cannot even be queued (`PipelineMismatch`, `UseAfterClose` for a second Hijack) or
+    /// an event that does not fit the state (`InvalidEvent`).
+    let step (s: ConnState) (event: ConnEvent) : Result<ConnState * ConnAction list, ConnError> =
+        match stepValue s event with
+        | Ok(struct (s, actions)) -> Ok(s, actions)
+        | Result.Error e -> Result.Error e
 
     /// True when the connection may carry another exchange right away: every request answered,
     /// nothing running or waiting, both sides open, still live. A transport puts a connection

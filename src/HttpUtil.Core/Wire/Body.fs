@@ -74,6 +74,20 @@ module Body =
                  | _ -> false)
         }
 
+    /// How many body bytes may be read straight from the transport into a caller's buffer, with no
+    /// framing among them: the rest of a Content-Length body, or anything of a body that runs until
+    /// the connection closes. 0 for chunked (its framing is interleaved with the data), for no body,
+    /// and once the body ended. The bytes read that way are then passed to `decode` as they are.
+    let passThrough (d: BodyDecoder) : int64 =
+        if d.Finished then
+            0L
+        else
+            match d.Framing with
+            | Framing.ContentLength _ -> d.Remaining
+            | Framing.UntilClose -> Int64.MaxValue
+            | Framing.Chunked
+            | Framing.NoBody -> 0L
+
     let private truncated (read: int64) =
         Error(
             HttpError.create

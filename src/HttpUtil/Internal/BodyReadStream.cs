@@ -19,6 +19,8 @@ internal sealed class BodyReadStream : Stream
     private readonly Action<object?, Headers>? onTrailers;
     private object? trailersState;
     private readonly TurnGate connection;
+    private readonly Stream? transport;
+    private bool pipeEmpty;
     private readonly SemaphoreSlim gate = new(1, 1);
     private Func<CancellationToken, ValueTask>? beforeFirstRead;
     private readonly bool chunked;
@@ -31,11 +33,15 @@ internal sealed class BodyReadStream : Stream
     private object? endedState;
 
     /// <summary>A body read from <paramref name="reader"/>; a failure breaks the reading side of <paramref name="connection"/>.
+    /// <paramref name="transport"/>, when given, is the stream <paramref name="reader"/> reads from and nothing else reads:
+    /// large reads of an unframed body then go straight from it into the caller's buffer once the reader holds nothing.
     /// Chunked trailers go to <paramref name="onTrailers"/> with <paramref name="trailersState"/> (callbacks take their
     /// state as an argument so that none is a closure made per message).</summary>
     public BodyReadStream(PipeReader reader, Framing.BodyLength framing, bool isRequest, ParserSettings settings,
-        Action<object?, Headers>? onTrailers, object? trailersState, Func<CancellationToken, ValueTask>? beforeFirstRead, TurnGate connection)
+        Action<object?, Headers>? onTrailers, object? trailersState, Func<CancellationToken, ValueTask>? beforeFirstRead, TurnGate connection,
+        Stream? transport)
     {
+        this.transport = transport;
         this.reader = reader;
         this.isRequest = isRequest;
         this.settings = settings;
@@ -175,6 +181,8 @@ internal sealed class BodyReadStream : Stream
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<int> DecodeAsync(Memory<byte> dest, CancellationToken ct)
     {
+        if (transport is not null && pipeEmpty && dest.Length >= DirectReadMinimum && CoreAdapter.PassThrough(decoder) is > 0 and var allowed)
+            return await ReadDirectAsync(dest[..(int)Math.Min(dest.Length, allowed)], ct).ConfigureAwait(false);
         while (true)
         {
             var rr = await reader.ReadAsync(ct).ConfigureAwait(false);
@@ -197,6 +205,33 @@ internal sealed class BodyReadStream : Stream
                     reader.AdvanceTo(buffer.GetPosition(step.Consumed), buffer.End);
                     break;
             }
+        }
+    }
+
+    /// <summary>Reads at least this many bytes at once straight from the transport (below it, through the reader).</summary>
+    private const int DirectReadMinimum = 8 * 1024;
+
+    /// <summary>
+    /// Reads body bytes straight from the transport into <paramref name="dest"/> (the reader holds nothing, and the
+    /// framing puts nothing among these bytes): one receive and no copy, as SocketsHttpHandler reads large bodies.
+    /// The decoder still accounts for every byte, and judges the end of the input.
+    /// </summary>
+    private async ValueTask<int> ReadDirectAsync(Memory<byte> dest, CancellationToken ct)
+    {
+        var n = await transport!.ReadAsync(dest, ct).ConfigureAwait(false);
+        var step = CoreAdapter.Decode(settings, isRequest, ref decoder, new ReadOnlySequence<byte>(dest[..n]), n == 0);
+        switch (step.Kind)
+        {
+            case BodyReadKind.Data when step.Data.Length == n:
+                finished = decoder.Finished;
+                return n;
+            case BodyReadKind.End:
+                finished = true;
+                return 0;
+            case BodyReadKind.Error:
+                throw new MalformedMessageException(step.Error!);
+            default:
+                throw new InvalidOperationException($"the body decoder took {step.Data.Length} of {n} bytes read past the framing (a bug)");
         }
     }
 
@@ -236,6 +271,7 @@ internal sealed class BodyReadStream : Stream
             break;
         }
         reader.AdvanceTo(buffer.GetPosition(consumed));
+        pipeEmpty = consumed == buffer.Length;
         finished = decoder.Finished;
         return written;
     }

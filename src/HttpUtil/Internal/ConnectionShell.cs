@@ -11,6 +11,7 @@ namespace HttpUtil;
 /// </summary>
 internal sealed class ConnectionShell
 {
+    private const int ReadBufferSize = 32 * 1024;
     private readonly object gate = new();
     private readonly Dictionary<HttpRequestMessage, int> slots = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<int, InterimTally> tallies = [];
@@ -24,7 +25,9 @@ internal sealed class ConnectionShell
         ArgumentNullException.ThrowIfNull(stream);
         Stream = stream;
         ownsReader = reader is null;
-        Reader = reader ?? PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
+        // Reads ask the stream for up to 32 KiB at a time: a large body comes in a few receives, not one per 4 KiB
+        // (the default). The buffer is rented only while a read is under way, so an idle connection holds none.
+        Reader = reader ?? PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: ReadBufferSize, minimumReadSize: 2048, leaveOpen: true));
         Gate = new TurnGate(new ConnectionMachine(client, objectName));
         send = new SendLoop(stream, ex => Gate.Step(static (m, e) => m.SendFailed(e), ex));
         Heads = new HeadReader(Reader, Gate);
@@ -80,7 +83,8 @@ internal sealed class ConnectionShell
     public BodyReadStream NewBody(Framing.BodyLength framing, bool isRequest, Action<object?, Headers>? onTrailers, object? trailersState,
         Func<CancellationToken, ValueTask>? beforeFirstRead)
     {
-        var body = new BodyReadStream(Reader, framing, isRequest, Settings, onTrailers, trailersState, beforeFirstRead, Gate);
+        var body = new BodyReadStream(Reader, framing, isRequest, Settings, onTrailers, trailersState, beforeFirstRead, Gate,
+            ownsReader ? Stream : null);
         lastBody = body;
         return body;
     }

@@ -87,7 +87,9 @@ internal sealed class ConnectionMachine
     /// <summary>Client: true when the request of <paramref name="slot"/> may wait for <c>100 Continue</c>.</summary>
     public bool MayAwaitContinue(int slot) => Connection.mayAwaitContinue(slot, state);
 
-    public void StartWriteRequest(bool closes) => Feed(ConnEvent.NewStartWriteRequest(closes));
+    private static readonly ConnEvent StartWriteKeepEvent = ConnEvent.NewStartWriteRequest(false);
+
+    public void StartWriteRequest(bool closes) => Feed(closes ? ConnEvent.NewStartWriteRequest(true) : StartWriteKeepEvent);
 
     public void StartReadRequest() => Feed(StartReadRequestEvent);
 
@@ -140,11 +142,12 @@ internal sealed class ConnectionMachine
 
     private void Feed(ConnEvent e)
     {
-        var result = Connection.step(state, e);
+        var result = Connection.stepValue(state, e);
         if (result.IsError) throw CoreAdapter.ToException(result.ErrorValue, objectName);
-        state = result.ResultValue.Item1;
+        var (next, produced) = result.ResultValue;
+        state = next;
         actions.Clear();
-        for (var list = result.ResultValue.Item2; !list.IsEmpty; list = list.Tail) actions.Add(ToAction(list.Head));
+        for (var list = produced; !list.IsEmpty; list = list.Tail) actions.Add(ToAction(list.Head));
     }
 
     private static CoreAction ToAction(ConnAction a) => a switch
@@ -373,6 +376,10 @@ internal static class CoreAdapter
             _ => new BodyRead(BodyReadKind.More, default, step.Consumed, null, null),
         };
     }
+
+    /// <summary>How many body bytes may be read straight from the transport, bypassing the decoder's input
+    /// (<c>Body.passThrough</c>): 0 when framing sits among the bytes (chunked) or the body ended.</summary>
+    public static long PassThrough(in BodyDecoder decoder) => Body.passThrough(decoder);
 
     /// <summary>Un-takes the last <paramref name="n"/> bytes of the data just decoded.</summary>
     public static void GiveBack(ref BodyDecoder decoder, long n) => decoder = Body.giveBack(n, decoder);
