@@ -186,12 +186,18 @@ let private matchPrefix (input: ReadOnlySequence<byte>) (expected: byte[]) =
 
         struct (same, n)
 
-let private runSection grammar settings (section: ReadOnlySequence<byte>) (offset: int64) =
+/// Reads the head in `section` (which ends with its empty line): its plain form straight from the
+/// text when it has one (`PlainHead`), else through the grammar, which also names any error.
+/// `Complete` with `consumed` bytes.
+let private runSection plain grammar settings (section: ReadOnlySequence<byte>) (offset: int64) (consumed: int64) =
     let raw = decodeLatin1 section
 
-    match Grammar.run grammar settings raw with
-    | Ok head -> Ok { Head = head; Raw = raw }
-    | Error e -> Error(HttpError.shift offset e)
+    match plain raw with
+    | ValueSome head -> Ok(Complete({ Head = head; Raw = raw }, consumed))
+    | ValueNone ->
+        match Grammar.run grammar settings raw with
+        | Ok head -> Ok(Complete({ Head = head; Raw = raw }, consumed))
+        | Error e -> Error(HttpError.shift offset e)
 
 /// Reads a request head from the start of `input`. Empty lines before the request-line are
 /// skipped (and counted in the consumed bytes). `Complete(parsed, n)`: the head ends at byte n,
@@ -241,8 +247,7 @@ let parseRequestHead
                 )
             | ScanFailed e -> Error(HttpError.shift skip e)
             | ScanFound length ->
-                runSection Grammar.requestHead settings (rest.Slice(0, length)) skip
-                |> Result.map (fun p -> Complete(p, skip + length))
+                runSection PlainHead.tryRequest Grammar.requestHead settings (rest.Slice(0, length)) skip (skip + length)
 
 /// Reads a response head from the start of `input`. `Complete(parsed, n)`: the head ends at byte n.
 /// Interim (1xx) responses are heads like any other: the caller reads again for the final one.
@@ -277,8 +282,7 @@ let parseResponseHead
             | ScanNeedMore -> Ok NeedMore
             | ScanFailed e -> Error e
             | ScanFound length ->
-                runSection Grammar.responseHead settings (input.Slice(0, length)) 0L
-                |> Result.map (fun p -> Complete(p, length))
+                runSection PlainHead.tryResponse Grammar.responseHead settings (input.Slice(0, length)) 0L length
 
 /// Reads a trailer section (the field lines after a last-chunk, and the empty line that ends
 /// them) from the start of `input`, with `MaxTrailerBytes` and `MaxHeaderCount` as limits.

@@ -63,36 +63,33 @@ internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout, 
     public async ValueTask<Lease> AcquireAsync(bool fresh, CancellationToken ct)
     {
         TaskCompletionSource<PooledConnection?> waiter;
-        List<PooledConnection>? stale = null;
-        try
+        while (true)
         {
+            PooledConnection? candidate = null;
             lock (gate)
             {
-                if (!fresh)
+                if (!fresh && idle.Count > 0)
                 {
-                    while (idle.Count > 0)
-                    {
-                        var c = idle[^1];
-                        idle.RemoveAt(idle.Count - 1);
-                        var idleFor = TimeSpanSince(c.IdleSince);
-                        if (idleFor < idleTimeout && c.LooksAlive()) return new Lease(c, true, idleFor);
-                        total--;
-                        (stale ??= []).Add(c);
-                    }
+                    candidate = idle[^1];
+                    idle.RemoveAt(idle.Count - 1);
                 }
-                if (maxConns <= 0 || total < maxConns)
+                else if (maxConns <= 0 || total < maxConns)
                 {
                     total++;
                     return new Lease(null, false, TimeSpan.Zero);
                 }
-                waiter = new TaskCompletionSource<PooledConnection?>(TaskCreationOptions.RunContinuationsAsynchronously);
-                waiters.Enqueue(waiter);
+                else
+                {
+                    waiter = new TaskCompletionSource<PooledConnection?>(TaskCreationOptions.RunContinuationsAsynchronously);
+                    waiters.Enqueue(waiter);
+                    break;
+                }
             }
-        }
-        finally
-        {
-            // Closed outside the lock: closing never runs under it.
-            if (stale is not null) foreach (var c in stale) c.Close();
+            // Checked outside the lock (a poll is a system call; every request of this host takes the lock).
+            var idleFor = TimeSpanSince(candidate.IdleSince);
+            if (idleFor < idleTimeout && candidate.LooksAlive()) return new Lease(candidate, true, idleFor);
+            candidate.Close();
+            lock (gate) total--;
         }
         using (ct.Register(() => waiter.TrySetCanceled(ct)))
         {

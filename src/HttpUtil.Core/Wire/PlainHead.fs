@@ -1,0 +1,243 @@
+/// The plain case of a head, read straight from its text without the grammar's machinery: a
+/// request-line or status-line of HTTP/1.0 or 1.1 and field lines of the form
+/// `token ":" OWS value OWS CRLF`, ending with an empty CRLF line. That is what nearly every peer
+/// sends; it is read with one pass of index arithmetic, and common field names, methods, reason
+/// phrases and values come back as shared strings instead of new ones.
+///
+/// Anything else (bare LF, obs-fold, a character outside its rule, another version, a target that
+/// does not fit its method...) gives `ValueNone`, and the caller parses the head with the FParsec
+/// grammar (`Grammar.fs`), which accepts what the lenience allows and names the error otherwise.
+/// So this path decides nothing the grammar does not: every head it accepts, the grammar accepts
+/// with the same result (a property in the tests checks it on generated heads).
+module internal HttpUtil.Core.PlainHead
+
+open System
+
+/// Interns strings from a fixed list: a span equal to a listed string (ordinally) comes back as
+/// that string; anything else as a new string.
+type private Interned(strings: string seq) =
+    let byLength =
+        let all = Seq.toArray strings |> Array.distinct
+        let longest = all |> Array.map String.length |> Array.fold max 0
+
+        Array.init (longest + 1) (fun n -> all |> Array.filter (fun s -> s.Length = n))
+
+    member _.Get(text: string, start: int, length: int) =
+        let span = text.AsSpan(start, length)
+
+        let candidates =
+            if length < byLength.Length then
+                byLength[length]
+            else
+                Array.Empty()
+
+        let mutable found = -1
+        let mutable i = 0
+
+        while found < 0 && i < candidates.Length do
+            if span.SequenceEqual(candidates[i].AsSpan()) then
+                found <- i
+
+            i <- i + 1
+
+        if found < 0 then text.Substring(start, length) else candidates[found]
+
+let private withLowerCase (names: string list) =
+    names @ (names |> List.map (fun n -> n.ToLowerInvariant()))
+
+let private fieldNames =
+    Interned(
+        withLowerCase
+            [ "Accept"; "Accept-Encoding"; "Accept-Language"; "Accept-Ranges"; "Access-Control-Allow-Origin"
+              "Age"; "Authorization"; "Cache-Control"; "Connection"; "Content-Encoding"; "Content-Language"
+              "Content-Length"; "Content-Type"; "Cookie"; "Date"; "ETag"; "Expect"; "Expires"; "Host"
+              "If-Modified-Since"; "If-None-Match"; "Keep-Alive"; "Last-Modified"; "Link"; "Location"
+              "Origin"; "Pragma"; "Referer"; "Server"; "Set-Cookie"; "Strict-Transport-Security"; "TE"
+              "Trailer"; "Transfer-Encoding"; "Upgrade"; "User-Agent"; "Vary"; "Via"; "WWW-Authenticate"
+              "X-Content-Type-Options"; "X-Forwarded-For"; "X-Forwarded-Host"; "X-Forwarded-Proto"
+              "X-Frame-Options"; "X-Request-Id"; "traceparent" ]
+    )
+
+let private fieldValues =
+    Interned
+        [ "keep-alive"; "close"; "chunked"; "bytes"; "gzip"; "br"; "identity"; "no-cache"; "no-store"
+          "nosniff"; "text/plain"; "text/html"; "text/html; charset=utf-8"; "text/plain; charset=utf-8"
+          "application/json"; "application/json; charset=utf-8"; "application/octet-stream"; "*/*"; "0"
+          "Accept-Encoding"; "upgrade"; "websocket"; "100-continue"; "nginx"; "Kestrel" ]
+
+let private methods =
+    Interned [ "GET"; "HEAD"; "POST"; "PUT"; "DELETE"; "CONNECT"; "OPTIONS"; "TRACE"; "PATCH" ]
+
+let private reasons =
+    Interned
+        [ "OK"; "Created"; "Accepted"; "No Content"; "Partial Content"; "Moved Permanently"; "Found"
+          "See Other"; "Not Modified"; "Temporary Redirect"; "Permanent Redirect"; "Bad Request"
+          "Unauthorized"; "Forbidden"; "Not Found"; "Method Not Allowed"; "Conflict"; "Gone"
+          "Too Many Requests"; "Internal Server Error"; "Bad Gateway"; "Service Unavailable"
+          "Gateway Timeout"; "Continue"; "Switching Protocols"; "Early Hints"; "Processing" ]
+
+/// The fields collected from one section. One buffer per thread, reused: a head is read to its
+/// end on the thread that started it, and the fields are copied out once.
+type private Scratch =
+    [<ThreadStatic; DefaultValue>]
+    static val mutable private fields: HeaderField[]
+
+    static member Fields =
+        if obj.ReferenceEquals(Scratch.fields, null) then
+            Scratch.fields <- Array.zeroCreate 32
+
+        Scratch.fields
+
+    static member Grow() =
+        let bigger = Array.zeroCreate (Scratch.fields.Length * 2)
+        Scratch.fields.CopyTo(bigger, 0)
+        Scratch.fields <- bigger
+        bigger
+
+/// True when `text` has CR LF at `i`.
+let inline private crlfAt (text: string) (i: int) =
+    i + 1 < text.Length && text[i] = '\r' && text[i + 1] = '\n'
+
+/// The end of the run of chars from `i` on that satisfy `pred`.
+let inline private runEnd ([<InlineIfLambda>] pred: char -> bool) (text: string) (i: int) =
+    let mutable j = i
+
+    while j < text.Length && pred text[j] do
+        j <- j + 1
+
+    j
+
+/// "HTTP/1.1" or "HTTP/1.0" at `i`.
+let private versionAt (text: string) (i: int) =
+    if
+        i + 8 <= text.Length
+        && String.CompareOrdinal(text, i, "HTTP/1.", 0, 7) = 0
+    then
+        match text[i + 7] with
+        | '1' -> ValueSome Http11
+        | '0' -> ValueSome Http10
+        | _ -> ValueNone
+    else
+        ValueNone
+
+/// The field lines from `start` to the end of `text`, which must end with the empty line.
+let private fields (text: string) (start: int) : Headers voption =
+    let mutable buffer = Scratch.Fields
+    let mutable count = 0
+    let mutable i = start
+    let mutable result = ValueNone
+    let mutable fin = false
+
+    while not fin do
+        if crlfAt text i then
+            fin <- true
+
+            if i + 2 = text.Length then
+                result <-
+                    ValueSome(
+                        if count = 0 then
+                            Headers.Empty
+                        else
+                            Headers.Own(buffer.AsSpan(0, count).ToArray())
+                    )
+        else
+            let nameEnd = runEnd CharClass.isTchar text i
+
+            if nameEnd = i || nameEnd >= text.Length || text[nameEnd] <> ':' then
+                fin <- true
+            else
+                let valueStart = runEnd CharClass.isOws text (nameEnd + 1)
+                let lineEnd = runEnd CharClass.isFieldValueChar text valueStart
+
+                if not (crlfAt text lineEnd) then
+                    fin <- true
+                else
+                    let mutable valueEnd = lineEnd
+
+                    while valueEnd > valueStart && CharClass.isOws text[valueEnd - 1] do
+                        valueEnd <- valueEnd - 1
+
+                    if count = buffer.Length then
+                        buffer <- Scratch.Grow()
+
+                    buffer[count] <-
+                        {
+                            Name = fieldNames.Get(text, i, nameEnd - i)
+                            Value = fieldValues.Get(text, valueStart, valueEnd - valueStart)
+                        }
+
+                    count <- count + 1
+                    i <- lineEnd + 2
+
+    result
+
+/// A response head in its plain form, or none (the grammar decides then).
+let tryResponse (text: string) : ResponseHead voption =
+    match versionAt text 0 with
+    | ValueSome version when
+        text.Length > 12
+        && text[8] = ' '
+        && Char.IsAsciiDigit text[9]
+        && Char.IsAsciiDigit text[10]
+        && Char.IsAsciiDigit text[11]
+        && text[9] <> '0'
+        ->
+        let status = (int text[9] - 48) * 100 + (int text[10] - 48) * 10 + (int text[11] - 48)
+
+        let struct (reason, lineEnd) =
+            if crlfAt text 12 then
+                struct ("", 12)
+            elif text[12] = ' ' then
+                let e = runEnd CharClass.isFieldValueChar text 13
+                struct (reasons.Get(text, 13, e - 13), e)
+            else
+                struct ("", -1)
+
+        if lineEnd < 0 || not (crlfAt text lineEnd) then
+            ValueNone
+        else
+            match fields text (lineEnd + 2) with
+            | ValueSome headers ->
+                ValueSome
+                    {
+                        Version = version
+                        Status = status
+                        Reason = reason
+                        Headers = headers
+                    }
+            | ValueNone -> ValueNone
+    | _ -> ValueNone
+
+/// A request head in its plain form, or none (the grammar decides then, errors included).
+let tryRequest (text: string) : RequestHead voption =
+    let methodEnd = runEnd CharClass.isTchar text 0
+
+    if methodEnd = 0 || methodEnd >= text.Length || text[methodEnd] <> ' ' then
+        ValueNone
+    else
+        let targetStart = methodEnd + 1
+        let targetEnd = runEnd CharClass.isVchar text targetStart
+
+        if targetEnd = targetStart || targetEnd >= text.Length || text[targetEnd] <> ' ' then
+            ValueNone
+        else
+            match versionAt text (targetEnd + 1) with
+            | ValueSome version when crlfAt text (targetEnd + 9) ->
+                let method = methods.Get(text, 0, methodEnd)
+                let target = text.Substring(targetStart, targetEnd - targetStart)
+
+                match Message.classifyTarget method target with
+                | Ok form ->
+                    match fields text (targetEnd + 11) with
+                    | ValueSome headers ->
+                        ValueSome
+                            {
+                                Method = method
+                                Target = target
+                                Form = form
+                                Version = version
+                                Headers = headers
+                            }
+                    | ValueNone -> ValueNone
+                | Error _ -> ValueNone
+            | _ -> ValueNone
