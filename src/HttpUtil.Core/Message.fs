@@ -75,6 +75,28 @@ type Incremental<'T> =
     /// The value, read from the first `consumed` bytes of the input.
     | Complete of Value: 'T * Consumed: int64
 
+/// The last `host:port` Host value built on this thread: requests go to the same host and port
+/// over and over, and the value is then not built again.
+[<Sealed; AllowNullLiteral>]
+type internal HostMemo(host: string, port: int, value: string) =
+    [<ThreadStatic; DefaultValue>]
+    static val mutable private last: HostMemo
+
+    member _.Host = host
+    member _.Port = port
+    member _.Value = value
+
+    /// `host:port`, built or remembered.
+    static member WithPort(host: string, port: int) =
+        let last = HostMemo.last
+
+        if not (isNull last) && last.Port = port && String.Equals(last.Host, host) then
+            last.Value
+        else
+            let value = host + ":" + string port
+            HostMemo.last <- HostMemo(host, port, value)
+            value
+
 /// Helpers for heads.
 module Message =
     /// Parses an HTTP-version string: "HTTP/1.0" or "HTTP/1.1" only.
@@ -185,7 +207,7 @@ module Message =
             if uri.IsDefaultPort then
                 host
             else
-                host + ":" + string uri.Port
+                HostMemo.WithPort(host, uri.Port)
 
     /// The effective request URI of a request a server read (RFC 9112 section 3.3), as text: an
     /// absolute-form target as it is, an authority-form one as `scheme://target/`, an origin-form

@@ -123,7 +123,7 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
         TimeSpan? wait = ExpectContinueTimeout is { } t && outgoing.ExpectsContinue && shell.Gate.MayAwaitContinue(slot) && shell.PreviousBodyFinished
             ? t
             : null;
-        var tally = wait is null ? new InterimTally() : shell.NewTally(slot);
+        var tally = wait is null ? null : shell.NewTally(slot);
         await shell.Messages.WriteRequestAsync(slot, outgoing, request.Content, ClientTrace.FromRequest(request), wait, tally, cancellationToken)
             .ConfigureAwait(false);
         shell.RememberSlot(request, slot);
@@ -158,22 +158,23 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
         await shell.DrainPreviousAsync(ExchangePhase.Response, slot, cancellationToken).ConfigureAwait(false);
         var trace = ClientTrace.FromRequest(request);
         var tally = shell.TakeTally(slot);
-        Action? firstByte = tally.FirstByteSeen || trace?.GotFirstResponseByte is null
+        var sawFirstByte = tally?.FirstByteSeen == true;
+        Action? firstByte = sawFirstByte || trace?.GotFirstResponseByte is null
             ? null
             : () => Hooks.Fire(nameof(ClientTrace.GotFirstResponseByte), trace.GotFirstResponseByte);
-        if (!tally.FirstByteSeen) shell.Heads.ResetProgress();
+        if (!sawFirstByte) shell.Heads.ResetProgress();
         var method = request.Method.Method;
         Parsed<ResponseHead> parsed;
         IncomingResponse incoming;
         while (true)
         {
-            if (tally.Error is { } tooMany) throw Malformed(slot, tooMany);
+            if (tally?.Error is { } tooMany) throw Malformed(slot, tooMany);
             parsed = await shell.Heads.ReadAsync(ExchangePhase.Response, slot, CoreAdapter.ParseResponseHead, firstByte, cancellationToken)
                 .ConfigureAwait(false);
             firstByte = null;
             incoming = CoreAdapter.ReadResponse(method, parsed.Head, out var error) ?? throw Malformed(slot, error!);
             if (!CoreAdapter.IsInterim(incoming)) break;
-            if (tally.Add(shell.Settings, parsed.Head, parsed.Raw.Length) is { } limit) throw Malformed(slot, limit);
+            if ((tally ??= new InterimTally()).Add(shell.Settings, parsed.Head, parsed.Raw.Length) is { } limit) throw Malformed(slot, limit);
             try
             {
                 if (CoreAdapter.IsContinue(parsed.Head)) Hooks.Fire(nameof(ClientTrace.Got100Continue), trace?.Got100Continue);
@@ -188,7 +189,7 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
         var body = shell.NewBody(incoming.Body, false, static (r, trailers) => CopyTrailers((HttpResponseMessage)r!, trailers), null, null);
         var wire = new WireInfo
         {
-            Response = parsed.Head, Raw = parsed.Raw, IsLast = incoming.Closes, Interim = tally.Heads ?? (IReadOnlyList<ResponseHead>)[],
+            Response = parsed.Head, Raw = parsed.Raw, IsLast = incoming.Closes, Interim = tally?.Heads ?? (IReadOnlyList<ResponseHead>)[],
         };
         var response = MessageMapping.ToResponse(parsed.Head, wire, request, body);
         body.TrailersState = response;

@@ -70,10 +70,11 @@ internal sealed class ConnectionShell
         return tally;
     }
 
-    /// <summary>The tally of <paramref name="slot"/> (forgotten now), or a new one.</summary>
-    public InterimTally TakeTally(int slot)
+    /// <summary>The tally of <paramref name="slot"/> (forgotten now), or null when its request did not wait for
+    /// <c>100 Continue</c> (nothing was seen of its response yet).</summary>
+    public InterimTally? TakeTally(int slot)
     {
-        lock (gate) return tallies.Remove(slot, out var t) ? t : new InterimTally();
+        lock (gate) return tallies.Count > 0 && tallies.Remove(slot, out var t) ? t : null;
     }
 
     /// <summary>True when the previous body was read to its end (or there is none).</summary>

@@ -21,21 +21,21 @@ internal static class MessageMapping
     }
 
     /// <summary>The request a <see cref="ServerConn"/> returns for a head read off the wire.</summary>
-    public static HttpRequestMessage ToRequest(RequestHead head, WireInfo wire, Stream transport, Stream? body)
+    public static HttpRequestMessage ToRequest(RequestHead head, WireInfo wire, Stream transport, BodyReadStream? body)
     {
         var request = new WireRequestMessage(new HttpMethod(head.Method), CoreAdapter.RequestUri(head, transport is SslStream), wire)
         {
             Version = CoreAdapter.FromCore(head.Version),
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
         };
-        HttpContent? content = body is null ? null : new StreamContent(body);
+        HttpContent? content = body is null ? null : new BodyContent(body);
         CopyFields(head.Headers, request.Headers, ref content);
         request.Content = content;
         return request;
     }
 
     /// <summary>The response a <see cref="ClientConn"/> returns for a head read off the wire.</summary>
-    public static HttpResponseMessage ToResponse(ResponseHead head, WireInfo wire, HttpRequestMessage request, Stream body)
+    public static HttpResponseMessage ToResponse(ResponseHead head, WireInfo wire, HttpRequestMessage request, BodyReadStream body)
     {
         var response = new WireResponseMessage((HttpStatusCode)head.Status, wire)
         {
@@ -43,7 +43,7 @@ internal static class MessageMapping
             ReasonPhrase = head.Reason,
             RequestMessage = request,
         };
-        HttpContent? content = new StreamContent(body);
+        HttpContent? content = new BodyContent(body);
         CopyFields(head.Headers, response.Headers, ref content);
         response.Content = content;
         return response;

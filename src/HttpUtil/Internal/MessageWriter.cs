@@ -12,13 +12,14 @@ namespace HttpUtil;
 internal sealed class MessageWriter(PipeWriter writer, TurnGate gate, HeadReader heads)
 {
     /// <summary>
-    /// Writes a client request, firing the trace's write hooks. With <paramref name="continueWait"/> set, the
+    /// Writes a client request, firing the trace's write hooks. With <paramref name="continueWait"/> set (and then
+    /// <paramref name="tally"/>, which counts what the wait sees of the response), the
     /// head goes first, then the body waits for the server's answer (at most that long): a final answer
     /// instead of <c>100 Continue</c> leaves the body unsent, and the connection carries no further request.
     /// </summary>
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteRequestAsync(int slot, OutgoingRequest request, HttpContent? content, ClientTrace? trace,
-        TimeSpan? continueWait, InterimTally tally, CancellationToken ct)
+        TimeSpan? continueWait, InterimTally? tally, CancellationToken ct)
     {
         var bodySent = true;
         try
@@ -37,7 +38,7 @@ internal sealed class MessageWriter(PipeWriter writer, TurnGate gate, HeadReader
             {
                 await BodyWriteStream.FlushAsync(writer, ct).ConfigureAwait(false);
                 Hooks.Fire(nameof(ClientTrace.Wait100Continue), trace?.Wait100Continue);
-                bodySent = await heads.AwaitContinueAsync(trace, wait, tally, ct).ConfigureAwait(false);
+                bodySent = await heads.AwaitContinueAsync(trace, wait, tally!, ct).ConfigureAwait(false);
             }
             if (bodySent) await BodyWriteStream.WriteAsync(writer, content, request.Body, null, ct).ConfigureAwait(false);
             await BodyWriteStream.FlushAsync(writer, ct).ConfigureAwait(false);
