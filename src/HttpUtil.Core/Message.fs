@@ -55,16 +55,36 @@ type ResponseHead =
         Headers: Headers
     }
 
-/// A parsed head together with the exact text it was parsed from.
-type Parsed<'Head> =
-    {
-        /// The head.
-        Head: 'Head
-        /// The head's bytes as Latin-1 text (one char per byte), from the start line up to and
-        /// including the empty line that ends it. Leading empty lines skipped before a
-        /// request-line are not included.
-        Raw: string
-    }
+/// A parsed head together with the exact text it was parsed from. Two are equal when their heads
+/// and texts are.
+[<Sealed>]
+type Parsed<'Head when 'Head: equality>(head: 'Head, length: int, text: string | null, rebuild: 'Head -> string) =
+    let mutable raw = text
+
+    /// The head.
+    member _.Head = head
+
+    /// The head's bytes as Latin-1 text (one char per byte), from the start line up to and
+    /// including the empty line that ends it. Leading empty lines skipped before a request-line
+    /// are not included. A head read in canonical form (what the serializer writes) is not decoded
+    /// for every message: its text is what serializing the head gives, built here on first use.
+    member _.Raw =
+        match raw with
+        | null ->
+            let r = rebuild head
+            raw <- r
+            r
+        | r -> r
+
+    /// How many bytes the head took (the length of `Raw`), known without building `Raw`.
+    member _.Length = length
+
+    override this.Equals(other: obj) =
+        match other with
+        | :? Parsed<'Head> as p -> this.Head = p.Head && String.Equals(this.Raw, p.Raw)
+        | _ -> false
+
+    override this.GetHashCode() = hash this.Head
 
 /// The answer of an incremental parse: more bytes are needed, or a value was read from the
 /// first `Consumed` bytes of the input.

@@ -1,6 +1,7 @@
 /// The plain-head fast path (Wire/PlainHead.fs) against the grammar: every head it accepts, the
-/// grammar accepts with the same result; every head a serializer writes, it accepts; anything
-/// irregular it leaves to the grammar.
+/// grammar accepts with the same result; every head a serializer writes, it accepts as canonical;
+/// a head it calls canonical serializes back to exactly its bytes (so its text can be rebuilt);
+/// anything irregular it leaves to the grammar.
 module HttpUtil.Core.Tests.PlainHeadTests
 
 open System
@@ -37,14 +38,17 @@ let private mutated (text: string) =
 
 let private text (bytes: byte[]) = Text.Encoding.Latin1.GetString bytes
 
+let private plainResponse (s: string) = PlainHead.tryResponse (ReadOnlyMemory(latin1 s))
+let private plainRequest (s: string) = PlainHead.tryRequest (ReadOnlyMemory(latin1 s))
+
 [<Property(MaxTest = 500)>]
 let ``every response head a serializer writes is read by the fast path as it was`` () =
     Prop.forAll (Arb.fromGen responseHead) (fun head ->
-        PlainHead.tryResponse (text (serializeResponse head)) = ValueSome head)
+        plainResponse (text (serializeResponse head)) = ValueSome(struct (head, true)))
 
 [<Property(MaxTest = 500)>]
 let ``every request head a serializer writes is read by the fast path as it was`` () =
-    Prop.forAll (Arb.fromGen requestHead) (fun head -> PlainHead.tryRequest (text (serializeRequest head)) = ValueSome head)
+    Prop.forAll (Arb.fromGen requestHead) (fun head -> plainRequest (text (serializeRequest head)) = ValueSome(struct (head, true)))
 
 [<Property(MaxTest = 2000)>]
 let ``a response head the fast path accepts, the grammar accepts with the same result`` () =
@@ -55,9 +59,11 @@ let ``a response head the fast path accepts, the grammar accepts with the same r
         }
 
     Prop.forAll (Arb.fromGen damaged) (fun s ->
-        match PlainHead.tryResponse s with
+        match plainResponse s with
         | ValueNone -> true
-        | ValueSome head -> Grammar.run Grammar.responseHead strict s = Ok head)
+        | ValueSome(struct (head, canonical)) ->
+            Grammar.run Grammar.responseHead strict s = Ok head
+            && (not canonical || text (serializeResponse head) = s))
 
 [<Property(MaxTest = 2000)>]
 let ``a request head the fast path accepts, the grammar accepts with the same result`` () =
@@ -68,9 +74,11 @@ let ``a request head the fast path accepts, the grammar accepts with the same re
         }
 
     Prop.forAll (Arb.fromGen damaged) (fun s ->
-        match PlainHead.tryRequest s with
+        match plainRequest s with
         | ValueNone -> true
-        | ValueSome head -> Grammar.run Grammar.requestHead strict s = Ok head)
+        | ValueSome(struct (head, canonical)) ->
+            Grammar.run Grammar.requestHead strict s = Ok head
+            && (not canonical || text (serializeRequest head) = s))
 
 [<Test>]
 let ``irregular heads are left to the grammar`` () =
@@ -84,7 +92,7 @@ let ``irregular heads are left to the grammar`` () =
             "HTTP/1.1 200 OK\r\nX-A: a\x00b\r\n\r\n" // a control char in a value
             "HTTP/1.1 200 OK\r\n\r\nextra" // bytes after the empty line
         ] do
-        Assert.That(PlainHead.tryResponse s, Is.EqualTo(ValueNone: ResponseHead voption), s)
+        Assert.That((plainResponse s).IsNone, s)
 
     for s in
         [
@@ -93,16 +101,37 @@ let ``irregular heads are left to the grammar`` () =
             "CONNECT /x HTTP/1.1\r\n\r\n" // a target that does not fit its method
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
         ] do
-        Assert.That(PlainHead.tryRequest s, Is.EqualTo(ValueNone: RequestHead voption), s)
+        Assert.That((plainRequest s).IsNone, s)
 
 [<Test>]
 let ``common field names and values come back as shared strings`` () =
     let head =
-        PlainHead.tryResponse "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n"
+        plainResponse "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n"
 
     match head with
-    | ValueSome h ->
+    | ValueSome(struct (h, _)) ->
         Assert.That(Object.ReferenceEquals(h.Headers[0].Name, "Content-Length"), Is.True)
         Assert.That(Object.ReferenceEquals(h.Headers[1].Value, "keep-alive"), Is.True)
         Assert.That(Object.ReferenceEquals(h.Reason, "OK"), Is.True)
     | ValueNone -> Assert.Fail "a plain head was not read"
+
+[<Test>]
+let ``the text of a head is exact whether it was read canonical, plain or through the grammar`` () =
+    for s in
+        [
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" // canonical: rebuilt on demand
+            "HTTP/1.1 200 OK\r\nContent-Length:0  \r\n\r\n" // plain, not canonical
+            "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n" // plain, no SP before an empty reason
+        ] do
+        match Parser.parseResponseBytes lenient (latin1 s) with
+        | Ok(Complete(p, n)) ->
+            Assert.That(p.Raw, Is.EqualTo s)
+            Assert.That(p.Length, Is.EqualTo s.Length)
+            Assert.That(n, Is.EqualTo(int64 s.Length))
+        | other -> Assert.Fail(sprintf "%A" other)
+
+    let folded = "HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\n\r\n" // obs-fold: through the grammar
+
+    match Parser.parseResponseBytes lenient (latin1 folded) with
+    | Ok(Complete(p, _)) -> Assert.That(p.Raw, Is.EqualTo folded)
+    | other -> Assert.Fail(sprintf "%A" other)

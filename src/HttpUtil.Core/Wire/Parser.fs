@@ -186,17 +186,44 @@ let private matchPrefix (input: ReadOnlySequence<byte>) (expected: byte[]) =
 
         struct (same, n)
 
-/// Reads the head in `section` (which ends with its empty line): its plain form straight from the
-/// text when it has one (`PlainHead`), else through the grammar, which also names any error.
-/// `Complete` with `consumed` bytes.
-let private runSection plain grammar settings (section: ReadOnlySequence<byte>) (offset: int64) (consumed: int64) =
-    let raw = decodeLatin1 section
+/// The text of a head read in canonical form: exactly what the serializer writes for it.
+let private canonicalText (serialize: 'Head -> Result<byte[], HttpError>) (head: 'Head) =
+    match serialize head with
+    | Ok bytes -> Encoding.Latin1.GetString bytes
+    | Error e -> invalidOp (sprintf "a head read in canonical form does not serialize (a bug): %s" e.Message)
 
-    match plain raw with
-    | ValueSome head -> Ok(Complete({ Head = head; Raw = raw }, consumed))
+let private requestText = canonicalText Serializer.requestBytes
+let private responseText = canonicalText Serializer.responseBytes
+
+/// The plain reading of a section (`PlainHead`), from its bytes: in place when they are in one
+/// segment, else from a rented copy.
+let private plainOf (plain: ReadOnlyMemory<byte> -> struct ('Head * bool) voption) (section: ReadOnlySequence<byte>) =
+    if section.IsSingleSegment then
+        plain section.First
+    else
+        let length = int section.Length
+        let copy = ArrayPool<byte>.Shared.Rent length
+
+        try
+            section.CopyTo(Span copy)
+            plain (ReadOnlyMemory(copy, 0, length))
+        finally
+            ArrayPool<byte>.Shared.Return copy
+
+/// Reads the head in `section` (which ends with its empty line): its plain form straight from the
+/// bytes when it has one (`PlainHead`; a canonical one is not even decoded to text), else through
+/// the grammar, which also names any error. `Complete` with `consumed` bytes.
+let private runSection plain grammar rebuild settings (section: ReadOnlySequence<byte>) (offset: int64) (consumed: int64) =
+    let length = int section.Length
+
+    match plainOf plain section with
+    | ValueSome(struct (head, true)) -> Ok(Complete(Parsed(head, length, null, rebuild), consumed))
+    | ValueSome(struct (head, false)) -> Ok(Complete(Parsed(head, length, decodeLatin1 section, rebuild), consumed))
     | ValueNone ->
+        let raw = decodeLatin1 section
+
         match Grammar.run grammar settings raw with
-        | Ok head -> Ok(Complete({ Head = head; Raw = raw }, consumed))
+        | Ok head -> Ok(Complete(Parsed(head, length, raw, rebuild), consumed))
         | Error e -> Error(HttpError.shift offset e)
 
 /// Reads a request head from the start of `input`. Empty lines before the request-line are
@@ -247,7 +274,7 @@ let parseRequestHead
                 )
             | ScanFailed e -> Error(HttpError.shift skip e)
             | ScanFound length ->
-                runSection PlainHead.tryRequest Grammar.requestHead settings (rest.Slice(0, length)) skip (skip + length)
+                runSection PlainHead.tryRequest Grammar.requestHead requestText settings (rest.Slice(0, length)) skip (skip + length)
 
 /// Reads a response head from the start of `input`. `Complete(parsed, n)`: the head ends at byte n.
 /// Interim (1xx) responses are heads like any other: the caller reads again for the final one.
@@ -282,7 +309,7 @@ let parseResponseHead
             | ScanNeedMore -> Ok NeedMore
             | ScanFailed e -> Error e
             | ScanFound length ->
-                runSection PlainHead.tryResponse Grammar.responseHead settings (input.Slice(0, length)) 0L length
+                runSection PlainHead.tryResponse Grammar.responseHead responseText settings (input.Slice(0, length)) 0L length
 
 /// Reads a trailer section (the field lines after a last-chunk, and the empty line that ends
 /// them) from the start of `input`, with `MaxTrailerBytes` and `MaxHeaderCount` as limits.

@@ -1,8 +1,11 @@
-/// The plain case of a head, read straight from its text without the grammar's machinery: a
+/// The plain case of a head, read straight from its bytes without the grammar's machinery: a
 /// request-line or status-line of HTTP/1.0 or 1.1 and field lines of the form
 /// `token ":" OWS value OWS CRLF`, ending with an empty CRLF line. That is what nearly every peer
 /// sends; it is read with one pass of index arithmetic, and common field names, methods, reason
-/// phrases and values come back as shared strings instead of new ones.
+/// phrases and values come back as shared strings instead of new ones. A head in canonical form
+/// (one SP after each colon, no trailing whitespace, SP after the status code: exactly what the
+/// serializer writes) is reported as such, so its text can be rebuilt from it when asked for
+/// instead of being decoded for every message.
 ///
 /// Anything else (bare LF, obs-fold, a character outside its rule, another version, a target that
 /// does not fit its method...) gives `ValueNone`, and the caller parses the head with the FParsec
@@ -12,6 +15,7 @@
 module internal HttpUtil.Core.PlainHead
 
 open System
+open System.Text
 
 /// Interns strings from a fixed list: a span equal to a listed string (ordinally) comes back as
 /// that string; anything else as a new string.
@@ -22,8 +26,8 @@ type private Interned(strings: string seq) =
 
         Array.init (longest + 1) (fun n -> all |> Array.filter (fun s -> s.Length = n))
 
-    member _.Get(text: string, start: int, length: int) =
-        let span = text.AsSpan(start, length)
+    member _.Get(bytes: ReadOnlySpan<byte>, start: int, length: int) =
+        let span = bytes.Slice(start, length)
 
         let candidates =
             if length < byLength.Length then
@@ -35,12 +39,21 @@ type private Interned(strings: string seq) =
         let mutable i = 0
 
         while found < 0 && i < candidates.Length do
-            if span.SequenceEqual(candidates[i].AsSpan()) then
+            let c = candidates[i]
+            let mutable k = 0
+
+            while k < length && span[k] = byte c[k] do
+                k <- k + 1
+
+            if k = length then
                 found <- i
 
             i <- i + 1
 
-        if found < 0 then text.Substring(start, length) else candidates[found]
+        if found < 0 then
+            Encoding.Latin1.GetString span
+        else
+            candidates[found]
 
 let private withLowerCase (names: string list) =
     names @ (names |> List.map (fun n -> n.ToLowerInvariant()))
@@ -95,33 +108,33 @@ type private Scratch =
         bigger
 
 /// True when `text` has CR LF at `i`.
-let inline private crlfAt (text: string) (i: int) =
-    i + 1 < text.Length && text[i] = '\r' && text[i + 1] = '\n'
+let inline private crlfAt (text: ReadOnlySpan<byte>) (i: int) =
+    i + 1 < text.Length && text[i] = 13uy && text[i + 1] = 10uy
 
-/// The end of the run of chars from `i` on that satisfy `pred`.
-let inline private runEnd ([<InlineIfLambda>] pred: char -> bool) (text: string) (i: int) =
+/// The end of the run of bytes from `i` on whose chars satisfy `pred`.
+let inline private runEnd ([<InlineIfLambda>] pred: char -> bool) (text: ReadOnlySpan<byte>) (i: int) =
     let mutable j = i
 
-    while j < text.Length && pred text[j] do
+    while j < text.Length && pred (char text[j]) do
         j <- j + 1
 
     j
 
+let private http1 = "HTTP/1."B
+
 /// "HTTP/1.1" or "HTTP/1.0" at `i`.
-let private versionAt (text: string) (i: int) =
-    if
-        i + 8 <= text.Length
-        && String.CompareOrdinal(text, i, "HTTP/1.", 0, 7) = 0
-    then
+let private versionAt (text: ReadOnlySpan<byte>) (i: int) =
+    if i + 8 <= text.Length && text.Slice(i, 7).SequenceEqual(ReadOnlySpan http1) then
         match text[i + 7] with
-        | '1' -> ValueSome Http11
-        | '0' -> ValueSome Http10
+        | '1'B -> ValueSome Http11
+        | '0'B -> ValueSome Http10
         | _ -> ValueNone
     else
         ValueNone
 
-/// The field lines from `start` to the end of `text`, which must end with the empty line.
-let private fields (text: string) (start: int) : Headers voption =
+/// The field lines from `start` to the end of `text`, which must end with the empty line, and
+/// whether each is in canonical form (`name: value`).
+let private fields (text: ReadOnlySpan<byte>) (start: int) (canonical: byref<bool>) : Headers voption =
     let mutable buffer = Scratch.Fields
     let mutable count = 0
     let mutable i = start
@@ -143,7 +156,7 @@ let private fields (text: string) (start: int) : Headers voption =
         else
             let nameEnd = runEnd CharClass.isTchar text i
 
-            if nameEnd = i || nameEnd >= text.Length || text[nameEnd] <> ':' then
+            if nameEnd = i || nameEnd >= text.Length || text[nameEnd] <> ':'B then
                 fin <- true
             else
                 let valueStart = runEnd CharClass.isOws text (nameEnd + 1)
@@ -154,8 +167,14 @@ let private fields (text: string) (start: int) : Headers voption =
                 else
                     let mutable valueEnd = lineEnd
 
-                    while valueEnd > valueStart && CharClass.isOws text[valueEnd - 1] do
+                    while valueEnd > valueStart && CharClass.isOws (char text[valueEnd - 1]) do
                         valueEnd <- valueEnd - 1
+
+                    canonical <-
+                        canonical
+                        && valueStart = nameEnd + 2
+                        && text[nameEnd + 1] = ' 'B
+                        && valueEnd = lineEnd
 
                     if count = buffer.Length then
                         buffer <- Scratch.Grow()
@@ -171,73 +190,85 @@ let private fields (text: string) (start: int) : Headers voption =
 
     result
 
-/// A response head in its plain form, or none (the grammar decides then).
-let tryResponse (text: string) : ResponseHead voption =
+/// A response head in its plain form, and whether that form is canonical; none when it is not
+/// plain (the grammar decides then).
+let tryResponse (bytes: ReadOnlyMemory<byte>) : struct (ResponseHead * bool) voption =
+    let text = bytes.Span
+
     match versionAt text 0 with
     | ValueSome version when
         text.Length > 12
-        && text[8] = ' '
-        && Char.IsAsciiDigit text[9]
-        && Char.IsAsciiDigit text[10]
-        && Char.IsAsciiDigit text[11]
-        && text[9] <> '0'
+        && text[8] = ' 'B
+        && Char.IsAsciiDigit(char text[9])
+        && Char.IsAsciiDigit(char text[10])
+        && Char.IsAsciiDigit(char text[11])
+        && text[9] <> '0'B
         ->
         let status = (int text[9] - 48) * 100 + (int text[10] - 48) * 10 + (int text[11] - 48)
+        let mutable canonical = true
+        let mutable reason = ""
+        let mutable lineEnd = -1
 
-        let struct (reason, lineEnd) =
-            if crlfAt text 12 then
-                struct ("", 12)
-            elif text[12] = ' ' then
-                let e = runEnd CharClass.isFieldValueChar text 13
-                struct (reasons.Get(text, 13, e - 13), e)
-            else
-                struct ("", -1)
+        if crlfAt text 12 then
+            canonical <- false // the serializer writes the SP before an empty reason
+            lineEnd <- 12
+        elif text[12] = ' 'B then
+            lineEnd <- runEnd CharClass.isFieldValueChar text 13
+            reason <- reasons.Get(text, 13, lineEnd - 13)
 
         if lineEnd < 0 || not (crlfAt text lineEnd) then
             ValueNone
         else
-            match fields text (lineEnd + 2) with
+            match fields text (lineEnd + 2) &canonical with
             | ValueSome headers ->
-                ValueSome
-                    {
-                        Version = version
-                        Status = status
-                        Reason = reason
-                        Headers = headers
-                    }
+                ValueSome(
+                    struct ({
+                                Version = version
+                                Status = status
+                                Reason = reason
+                                Headers = headers
+                            },
+                            canonical)
+                )
             | ValueNone -> ValueNone
     | _ -> ValueNone
 
-/// A request head in its plain form, or none (the grammar decides then, errors included).
-let tryRequest (text: string) : RequestHead voption =
+/// A request head in its plain form, and whether that form is canonical; none when it is not
+/// plain (the grammar decides then, errors included).
+let tryRequest (bytes: ReadOnlyMemory<byte>) : struct (RequestHead * bool) voption =
+    let text = bytes.Span
     let methodEnd = runEnd CharClass.isTchar text 0
 
-    if methodEnd = 0 || methodEnd >= text.Length || text[methodEnd] <> ' ' then
+    if methodEnd = 0 || methodEnd >= text.Length || text[methodEnd] <> ' 'B then
         ValueNone
     else
         let targetStart = methodEnd + 1
         let targetEnd = runEnd CharClass.isVchar text targetStart
 
-        if targetEnd = targetStart || targetEnd >= text.Length || text[targetEnd] <> ' ' then
+        if targetEnd = targetStart || targetEnd >= text.Length || text[targetEnd] <> ' 'B then
             ValueNone
         else
             match versionAt text (targetEnd + 1) with
             | ValueSome version when crlfAt text (targetEnd + 9) ->
                 let method = methods.Get(text, 0, methodEnd)
-                let target = text.Substring(targetStart, targetEnd - targetStart)
+                let target = Encoding.Latin1.GetString(text.Slice(targetStart, targetEnd - targetStart))
 
                 match Message.classifyTarget method target with
                 | Ok form ->
-                    match fields text (targetEnd + 11) with
+                    let mutable canonical = true
+
+                    match fields text (targetEnd + 11) &canonical with
                     | ValueSome headers ->
-                        ValueSome
-                            {
-                                Method = method
-                                Target = target
-                                Form = form
-                                Version = version
-                                Headers = headers
-                            }
+                        ValueSome(
+                            struct ({
+                                        Method = method
+                                        Target = target
+                                        Form = form
+                                        Version = version
+                                        Headers = headers
+                                    },
+                                    canonical)
+                        )
                     | ValueNone -> ValueNone
                 | Error _ -> ValueNone
             | _ -> ValueNone

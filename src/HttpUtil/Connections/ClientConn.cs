@@ -174,7 +174,7 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
             firstByte = null;
             incoming = CoreAdapter.ReadResponse(method, parsed.Head, out var error) ?? throw Malformed(slot, error!);
             if (!CoreAdapter.IsInterim(incoming)) break;
-            if ((tally ??= new InterimTally()).Add(shell.Settings, parsed.Head, parsed.Raw.Length) is { } limit) throw Malformed(slot, limit);
+            if ((tally ??= new InterimTally()).Add(shell.Settings, parsed.Head, parsed.Length) is { } limit) throw Malformed(slot, limit);
             try
             {
                 if (CoreAdapter.IsContinue(parsed.Head)) Hooks.Fire(nameof(ClientTrace.Got100Continue), trace?.Got100Continue);
@@ -189,7 +189,7 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
         var body = shell.NewBody(incoming.Body, false, static (r, trailers) => CopyTrailers((HttpResponseMessage)r!, trailers), null, null);
         var wire = new WireInfo
         {
-            Response = parsed.Head, Raw = parsed.Raw, IsLast = incoming.Closes, Interim = tally?.Heads ?? (IReadOnlyList<ResponseHead>)[],
+            ResponseParsed = parsed, IsLast = incoming.Closes, Interim = tally?.Heads ?? (IReadOnlyList<ResponseHead>)[],
         };
         var response = MessageMapping.ToResponse(parsed.Head, wire, request, body);
         body.TrailersState = response;

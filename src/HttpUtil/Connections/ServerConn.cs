@@ -92,7 +92,7 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
             shell.Gate.Step(static (m, a) => m.Malformed(ExchangePhase.Request, a.slot, a.error!), (slot, error));
             throw new MalformedMessageException(error!);
         }
-        var info = new WireInfo { Request = head, Raw = parsed.Raw, IsLast = incoming.Closes };
+        var info = new WireInfo { RequestParsed = parsed, IsLast = incoming.Closes };
         var body = shell.NewBody(incoming.Body, true, static (i, trailers) => ((WireInfo)i!).Trailers = trailers, info,
             incoming.ExpectsContinue ? ct => shell.Messages.WriteContinueAsync(slot, ct) : null);
         var request = MessageMapping.ToRequest(head, info, shell.Stream, CoreAdapter.HasBody(incoming.Body) ? body : null);

@@ -5,9 +5,13 @@ namespace HttpUtil;
 /// <summary>What a connection knows about a message it read off the wire.</summary>
 internal sealed class WireInfo
 {
-    public RequestHead? Request { get; init; }
-    public ResponseHead? Response { get; init; }
-    public string Raw { get; init; } = "";
+    public RequestHead? Request => RequestParsed?.Head;
+    public ResponseHead? Response => ResponseParsed?.Head;
+    public Parsed<RequestHead>? RequestParsed { get; init; }
+    public Parsed<ResponseHead>? ResponseParsed { get; init; }
+
+    /// <summary>The head as read (built on first use for a head read in canonical form).</summary>
+    public string Raw => RequestParsed?.Raw ?? ResponseParsed?.Raw ?? "";
     public bool IsLast { get; init; }
     public Headers? Trailers { get; set; }
     public IReadOnlyList<ResponseHead> Interim { get; init; } = [];
