@@ -39,7 +39,12 @@ let contentLength (headers: Headers) : Result<int64 voption, HttpError> =
                 rest <- if comma < 0 then ReadOnlySpan.Empty else rest.Slice(comma + 1)
                 let mutable n = 0L
 
-                if element.Length = 0 || element.Length > 19 || element.ContainsAnyExceptInRange('0', '9') then
+                let mutable digits = 0
+
+                while digits < element.Length && Char.IsAsciiDigit element[digits] do
+                    digits <- digits + 1
+
+                if element.Length = 0 || element.Length > 19 || digits < element.Length then
                     result <-
                         err
                             ErrorKind.InvalidContentLength

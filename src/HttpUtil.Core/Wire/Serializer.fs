@@ -107,8 +107,9 @@ let internal writeFields (headers: Headers) (dest: Span<byte>) (at: int) =
 
 /// Writes a request head to `writer`; returns the bytes written.
 let writeRequest (writer: IBufferWriter<byte>) (head: RequestHead) : Result<int, HttpError> =
-    validateRequest head
-    |> Result.map (fun () ->
+    match validateRequest head with
+    | Error e -> Error e
+    | Ok() ->
         let v = head.Version.Text
 
         let total =
@@ -130,12 +131,13 @@ let writeRequest (writer: IBufferWriter<byte>) (head: RequestHead) : Result<int,
         span[i + 1] <- 10uy
         i <- writeFields head.Headers span (i + 2)
         writer.Advance(i)
-        i)
+        Ok i
 
 /// Writes a response head to `writer`; returns the bytes written.
 let writeResponse (writer: IBufferWriter<byte>) (head: ResponseHead) : Result<int, HttpError> =
-    validateResponse head
-    |> Result.map (fun () ->
+    match validateResponse head with
+    | Error e -> Error e
+    | Ok() ->
         let v = head.Version.Text
         let total = v.Length + 5 + head.Reason.Length + 2 + fieldsLength head.Headers
         let span = writer.GetSpan(total)
@@ -150,7 +152,7 @@ let writeResponse (writer: IBufferWriter<byte>) (head: ResponseHead) : Result<in
         span[i + 1] <- 10uy
         i <- writeFields head.Headers span (i + 2)
         writer.Advance(i)
-        i)
+        Ok i
 
 let private toBytes write head =
     let w = ArrayBufferWriter<byte>(256)

@@ -100,7 +100,13 @@ public sealed class Transport : HttpMessageHandler
     /// later is sent as HTTP/1.1 unless its version policy demands exactly that version).</param>
     /// <param name="cancellationToken">Cancels every stage up to the response head; the content's reads take their own token.</param>
     /// <returns>The response.</returns>
-    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+        SendCoreAsync(request, cancellationToken).AsTask();
+
+    /// <summary><see cref="SendAsync"/> on a pooled state machine: the per-request object is the task
+    /// <see cref="HttpMessageHandler"/> demands, not the whole state of the request as well.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         ObjectDisposedException.ThrowIf(disposed, this);
