@@ -94,12 +94,29 @@ type ConnEvent =
     /// The user took the connection over.
     | HijackRequested
 
+/// The parts of a connection's state that change seldom (once per connection, on a failure, or for
+/// `100 Continue`): kept in a record of their own, so that the copy every step makes of
+/// `ConnState` stays small.
+type ConnSides =
+    {
+        /// Which end this is.
+        Role: Role
+        /// The reading side.
+        Reading: Side
+        /// The writing side.
+        Writing: Side
+        /// Live, closed or hijacked.
+        Life: Life
+        /// Server: slots whose request waits for a `100 Continue` that was not sent.
+        AwaitingContinue: Set<int>
+        /// Server: the slot of the request that ended the connection, whose response is the last.
+        LastSlot: int voption
+    }
+
 /// The state of one HTTP/1.x connection, in either role. Immutable: `Connection.step` returns
 /// a new state. Slots are numbered from 0 in the order exchanges start.
 type ConnState =
     {
-        /// Which end this is.
-        Role: Role
         /// The slot the next exchange gets.
         NextSlot: int
         /// Turn-taking of request phases (client writes, server reads).
@@ -107,24 +124,29 @@ type ConnState =
         /// Turn-taking of response phases (client reads, server writes; a server's `100 Continue`
         /// runs in the response turn of its request).
         Responses: Lane
-        /// The reading side.
-        Reading: Side
-        /// The writing side.
-        Writing: Side
-        /// Live, closed or hijacked.
-        Life: Life
         /// Slots whose request phase succeeded and whose answer was not asked for yet (Go's
         /// pipereq map).
         Outstanding: Set<int>
-        /// Server: slots whose request waits for a `100 Continue` that was not sent.
-        AwaitingContinue: Set<int>
-        /// Server: the slot of the request that ended the connection, whose response is the last.
-        LastSlot: int voption
         /// Messages read.
         ReadCount: int
         /// Messages written.
         WriteCount: int
+        /// The sides, the life and the rest that change seldom.
+        Sides: ConnSides
     }
+
+    /// Which end this is.
+    member s.Role = s.Sides.Role
+    /// The reading side.
+    member s.Reading = s.Sides.Reading
+    /// The writing side.
+    member s.Writing = s.Sides.Writing
+    /// Live, closed or hijacked.
+    member s.Life = s.Sides.Life
+    /// Server: slots whose request waits for a `100 Continue` that was not sent.
+    member s.AwaitingContinue = s.Sides.AwaitingContinue
+    /// Server: the slot of the request that ended the connection, whose response is the last.
+    member s.LastSlot = s.Sides.LastSlot
 
 /// The persistent-connection state machine of Go's httputil ClientConn and ServerConn, with no
 /// I/O (see the table at the top of this file).
@@ -132,56 +154,65 @@ module Connection =
     /// A new connection in `role`.
     let create role =
         {
-            Role = role
             NextSlot = 0
             Requests = Pipeline.empty
             Responses = Pipeline.empty
-            Reading = Open
-            Writing = Open
-            Life = Live
             Outstanding = Set.empty
-            AwaitingContinue = Set.empty
-            LastSlot = ValueNone
             ReadCount = 0
             WriteCount = 0
+            Sides =
+                {
+                    Role = role
+                    Reading = Open
+                    Writing = Open
+                    Life = Live
+                    AwaitingContinue = Set.empty
+                    LastSlot = ValueNone
+                }
         }
 
     /// Unanswered requests: written minus read (client), read minus written (server).
-    let pending s =
+    let pending (s: ConnState) =
         match s.Role with
         | ClientRole -> s.WriteCount - s.ReadCount
         | ServerRole -> s.ReadCount - s.WriteCount
 
     /// The error the next read meets because of the reading side; none while it is open.
-    let readError s = Persist.refusalOf s.Reading
+    let readError (s: ConnState) = Persist.refusalOf s.Reading
 
     /// The error the next write meets because of the writing side; none while it is open.
-    let writeError s = Persist.refusalOf s.Writing
+    let writeError (s: ConnState) = Persist.refusalOf s.Writing
 
-    let private lane phase s =
+    let private lane phase (s: ConnState) =
         match phase with
         | RequestPhase -> s.Requests
         | ResponsePhase -> s.Responses
 
-    let private withLane phase (l: Lane) s =
+    let private withLane phase (l: Lane) (s: ConnState) =
         match phase with
         | RequestPhase -> { s with Requests = l }
         | ResponsePhase -> { s with Responses = l }
 
-    let private onSide direction event s =
+    let private onSide direction event (s: ConnState) =
         match direction with
         | Reading ->
             { s with
-                Reading = Persist.next s.Reading event
+                Sides =
+                    { s.Sides with
+                        Reading = Persist.next s.Reading event
+                    }
             }
         | Writing ->
             { s with
-                Writing = Persist.next s.Writing event
+                Sides =
+                    { s.Sides with
+                        Writing = Persist.next s.Writing event
+                    }
             }
 
     /// The operation of `slot` in `phase` is over without a message: its lane moves on, and a
     /// request phase's slot is passed over in the response lane.
-    let private over phase slot s =
+    let private over phase slot (s: ConnState) =
         match phase with
         | RequestPhase ->
             { s with
@@ -197,7 +228,7 @@ module Connection =
     let private proceedPlain = Proceed false
 
     /// Whether the message this granted operation writes is the last one.
-    let private endsConnection phase slot closes s =
+    let private endsConnection phase slot closes (s: ConnState) =
         match s.Role, phase with
         | ClientRole, RequestPhase -> closes
         | ServerRole, ResponsePhase ->
@@ -207,7 +238,7 @@ module Connection =
         | _ -> false
 
     /// The turn of `slot` in `phase` has come: refuse it (it is over) or let it run.
-    let private grant phase slot closes s =
+    let private grant phase slot closes (s: ConnState) =
         match Persist.refusal s.Role phase s.Reading s.Writing s.Life with
         | ValueSome e -> struct (over phase slot s, Refuse e)
         | ValueNone ->
@@ -256,12 +287,12 @@ module Connection =
     /// then only starts the lane (no other waiter can be granted by that: `pump` ran after the last
     /// step), so the new state is built in one record copy: the two busiest events (a client
     /// writing a request and reading its response) take this way for nearly every exchange.
-    let private usual phase slot closes s =
+    let private usual phase slot closes (s: ConnState) =
         Pipeline.isFree slot (lane phase s)
         && (Persist.refusal s.Role phase s.Reading s.Writing s.Life).IsNone
         && not (endsConnection phase slot closes s)
 
-    let private startExchange closes s =
+    let private startExchange closes (s: ConnState) =
         let slot = s.NextSlot
 
         if usual RequestPhase slot closes s then
@@ -275,7 +306,7 @@ module Connection =
         else
             Ok(arrive RequestPhase slot closes { s with NextSlot = slot + 1 } [ Assigned slot ])
 
-    let private startAnswer (forSlot: int voption) closes s =
+    let private startAnswer (forSlot: int voption) closes (s: ConnState) =
         match forSlot with
         | ValueSome slot when s.Outstanding.Contains slot && usual ResponsePhase slot closes s ->
             Ok(
@@ -299,19 +330,19 @@ module Connection =
         | _ -> Result.Error PipelineMismatch
 
     /// The phase in which this role reads, and the one in which it writes.
-    let private readPhase s =
+    let private readPhase (s: ConnState) =
         match s.Role with
         | ClientRole -> ResponsePhase
         | ServerRole -> RequestPhase
 
-    let private writePhase s =
+    let private writePhase (s: ConnState) =
         match s.Role with
         | ClientRole -> RequestPhase
         | ServerRole -> ResponsePhase
 
     /// The lane of `phase` with the running operation of `slot` done, or none when that operation
     /// is not the one running (the shell fed an event that does not fit).
-    let private done' phase slot s =
+    let private done' phase slot (s: ConnState) =
         let l = lane phase s
 
         if Pipeline.isRunning slot l then
@@ -321,7 +352,7 @@ module Connection =
 
     // The two most frequent events build their new state in one record copy.
 
-    let private wrote slot s =
+    let private wrote slot (s: ConnState) =
         match s.Role, done' (writePhase s) slot s with
         | _, ValueNone -> invalid (sprintf "Wrote %d while that write is not running" slot)
         | ClientRole, ValueSome l ->
@@ -340,16 +371,18 @@ module Connection =
                     { s with
                         Responses = l
                         WriteCount = s.WriteCount + 1
-                        AwaitingContinue =
+                        Sides =
                             (if s.AwaitingContinue.IsEmpty then
-                                 s.AwaitingContinue
+                                 s.Sides
                              else
-                                 s.AwaitingContinue.Remove slot)
+                                 { s.Sides with
+                                     AwaitingContinue = s.AwaitingContinue.Remove slot
+                                 })
                     }
                     []
             )
 
-    let private headRead slot closes expects s =
+    let private headRead slot closes expects (s: ConnState) =
         let reading =
             if closes then
                 Persist.next s.Reading LastMessage
@@ -364,21 +397,27 @@ module Connection =
                     { s with
                         Responses = l
                         ReadCount = s.ReadCount + 1
-                        Reading = reading
+                        Sides = (if closes then { s.Sides with Reading = reading } else s.Sides)
                     }
             | ServerRole, ValueSome l ->
                 ValueSome
                     { s with
                         Requests = l
                         ReadCount = s.ReadCount + 1
-                        Reading = reading
                         Outstanding = s.Outstanding.Add slot
-                        AwaitingContinue =
-                            (if expects then
-                                 s.AwaitingContinue.Add slot
+                        Sides =
+                            (if closes || expects then
+                                 { s.Sides with
+                                     Reading = reading
+                                     AwaitingContinue =
+                                         (if expects then
+                                              s.AwaitingContinue.Add slot
+                                          else
+                                              s.AwaitingContinue)
+                                     LastSlot = (if closes then ValueSome slot else s.LastSlot)
+                                 }
                              else
-                                 s.AwaitingContinue)
-                        LastSlot = (if closes then ValueSome slot else s.LastSlot)
+                                 s.Sides)
                     }
 
         match next with
@@ -387,26 +426,29 @@ module Connection =
             let struct (s, actions) = pump s []
             Ok(struct (s, Deliver(slot, closes) :: actions))
 
-    let private failed phase slot error s =
+    let private failed phase slot error (s: ConnState) =
         if not (Pipeline.isRunning slot (lane phase s)) then
             invalid (sprintf "%A %d ended while that operation is not running" phase slot)
         else
             let s = onSide (Persist.direction s.Role phase) (Failure error) (over phase slot s)
             Ok(pump s [])
 
-    let private bodyWanted slot s =
+    let private bodyWanted slot (s: ConnState) =
         if Continue.serverMaySend slot s.AwaitingContinue s.Responses s.Writing s.Life then
             Ok(
                 struct ({ s with
                             Responses = Pipeline.start s.Responses
-                            AwaitingContinue = s.AwaitingContinue.Remove slot
+                            Sides =
+                                { s.Sides with
+                                    AwaitingContinue = s.AwaitingContinue.Remove slot
+                                }
                         },
                         [ SendContinue slot ])
             )
         else
             Ok(struct (s, []))
 
-    let private continueWritten slot error s =
+    let private continueWritten slot error (s: ConnState) =
         if not (Pipeline.isRunning slot s.Responses) then
             invalid (sprintf "ContinueWritten %d while no 100 Continue is being written" slot)
         else
@@ -422,10 +464,10 @@ module Connection =
 
             Ok(pump s [])
 
-    let private stop life action s =
+    let private stop life action (s: ConnState) =
         match s.Life with
         | Live ->
-            let struct (s, actions) = pump { s with Life = life } []
+            let struct (s, actions) = pump { s with Sides = { s.Sides with Life = life } } []
             Ok(struct (s, action :: actions))
         | Closed
         | Hijacked ->
