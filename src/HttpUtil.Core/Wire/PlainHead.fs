@@ -107,6 +107,25 @@ type private Scratch =
         Scratch.fields <- bigger
         bigger
 
+/// The bytes of a token, and of a field value (field-vchar, obs-text, SP, HTAB): runs of them are
+/// found with vectorized searches for the first byte outside the set.
+let private tcharBytes =
+    Buffers.SearchValues.Create(ReadOnlySpan [| for b in 0uy .. 255uy do if CharClass.isTchar (char b) then b |])
+
+let private valueBytes =
+    Buffers.SearchValues.Create(
+        ReadOnlySpan [| for b in 0uy .. 255uy do if CharClass.isFieldValueChar (char b) then b |]
+    )
+
+/// The end of the run of bytes from `i` on that belong to `set`.
+let private runOf (set: Buffers.SearchValues<byte>) (text: ReadOnlySpan<byte>) (i: int) =
+    if i >= text.Length then
+        i
+    else
+        match text.Slice(i).IndexOfAnyExcept(set) with
+        | -1 -> text.Length
+        | n -> i + n
+
 /// True when `text` has CR LF at `i`.
 let inline private crlfAt (text: ReadOnlySpan<byte>) (i: int) =
     i + 1 < text.Length && text[i] = 13uy && text[i + 1] = 10uy
@@ -154,13 +173,13 @@ let private fields (text: ReadOnlySpan<byte>) (start: int) (canonical: byref<boo
                             Headers.Own(buffer.AsSpan(0, count).ToArray())
                     )
         else
-            let nameEnd = runEnd CharClass.isTchar text i
+            let nameEnd = runOf tcharBytes text i
 
             if nameEnd = i || nameEnd >= text.Length || text[nameEnd] <> ':'B then
                 fin <- true
             else
                 let valueStart = runEnd CharClass.isOws text (nameEnd + 1)
-                let lineEnd = runEnd CharClass.isFieldValueChar text valueStart
+                let lineEnd = runOf valueBytes text valueStart
 
                 if not (crlfAt text lineEnd) then
                     fin <- true
@@ -213,7 +232,7 @@ let tryResponse (bytes: ReadOnlyMemory<byte>) : struct (ResponseHead * bool) vop
             canonical <- false // the serializer writes the SP before an empty reason
             lineEnd <- 12
         elif text[12] = ' 'B then
-            lineEnd <- runEnd CharClass.isFieldValueChar text 13
+            lineEnd <- runOf valueBytes text 13
             reason <- reasons.Get(text, 13, lineEnd - 13)
 
         if lineEnd < 0 || not (crlfAt text lineEnd) then

@@ -68,7 +68,8 @@ internal sealed class SendLoop
                 else
                 {
                     foreach (var segment in buffer) await stream.WriteAsync(segment).ConfigureAwait(false);
-                    if (!buffer.IsEmpty) await stream.FlushAsync().ConfigureAwait(false);
+                    // A socket sends what it is given; other streams (TLS, compression, user streams) may buffer.
+                    if (!buffer.IsEmpty && socket is null) await stream.FlushAsync().ConfigureAwait(false);
                 }
                 reader.AdvanceTo(buffer.End);
                 if (rr.IsCompleted) break;
