@@ -17,6 +17,16 @@ module internal HttpUtil.Core.PlainHead
 open System
 open System.Text
 
+/// True when the bytes are the chars of `text`, one byte per char.
+let private sameText (span: ReadOnlySpan<byte>) (text: string) =
+    let mutable k = 0
+
+    if span.Length = text.Length then
+        while k < span.Length && span[k] = byte text[k] do
+            k <- k + 1
+
+    span.Length = text.Length && k = span.Length
+
 /// Interns strings from a fixed list: a span equal to a listed string (ordinally) comes back as
 /// that string; anything else as a new string.
 type private Interned(strings: string seq) =
@@ -26,7 +36,8 @@ type private Interned(strings: string seq) =
 
         Array.init (longest + 1) (fun n -> all |> Array.filter (fun s -> s.Length = n))
 
-    member _.Get(bytes: ReadOnlySpan<byte>, start: int, length: int) =
+    /// The listed string equal to the bytes, or null.
+    member _.TryGet(bytes: ReadOnlySpan<byte>, start: int, length: int) : string | null =
         let span = bytes.Slice(start, length)
 
         let candidates =
@@ -39,21 +50,64 @@ type private Interned(strings: string seq) =
         let mutable i = 0
 
         while found < 0 && i < candidates.Length do
-            let c = candidates[i]
-            let mutable k = 0
-
-            while k < length && span[k] = byte c[k] do
-                k <- k + 1
-
-            if k = length then
+            if sameText span candidates[i] then
                 found <- i
 
             i <- i + 1
 
-        if found < 0 then
-            Encoding.Latin1.GetString span
+        if found < 0 then null else candidates[found]
+
+    /// The listed string equal to the bytes, or a new one.
+    member this.Get(bytes: ReadOnlySpan<byte>, start: int, length: int) =
+        match this.TryGet(bytes, start, length) with
+        | null -> Encoding.Latin1.GetString(bytes.Slice(start, length))
+        | s -> s
+
+/// The last value read for each of a few listed field names on this thread (Date, Server, ETag,
+/// Content-Length...): a peer sends the same value message after message, and it is then not
+/// made again. Keyed by the listed name itself (a shared string), so a lookup is a reference
+/// comparison and a byte comparison.
+type private RecentValues =
+    [<ThreadStatic; DefaultValue>]
+    static val mutable private names: (string | null)[]
+
+    [<ThreadStatic; DefaultValue>]
+    static val mutable private values: string[]
+
+    [<ThreadStatic; DefaultValue>]
+    static val mutable private next: int
+
+    /// The value of `name` in `bytes`: the one remembered when it is the same, else a new one
+    /// (remembered from now on).
+    static member Get(name: string, bytes: ReadOnlySpan<byte>, start: int, length: int) =
+        if obj.ReferenceEquals(RecentValues.names, null) then
+            RecentValues.names <- Array.zeroCreate 16
+            RecentValues.values <- Array.create 16 ""
+
+        let names = RecentValues.names
+        let mutable slot = -1
+        let mutable i = 0
+
+        while slot < 0 && i < names.Length do
+            if obj.ReferenceEquals(names[i], name) then
+                slot <- i
+
+            i <- i + 1
+
+        let span = bytes.Slice(start, length)
+
+        if slot >= 0 && sameText span RecentValues.values[slot] then
+            RecentValues.values[slot]
         else
-            candidates[found]
+            let value = Encoding.Latin1.GetString span
+
+            if slot < 0 then
+                slot <- RecentValues.next
+                RecentValues.next <- (slot + 1) % names.Length
+                names[slot] <- name
+
+            RecentValues.values[slot] <- value
+            value
 
 let private withLowerCase (names: string list) =
     names @ (names |> List.map (fun n -> n.ToLowerInvariant()))
@@ -198,11 +252,29 @@ let private fields (text: ReadOnlySpan<byte>) (start: int) (canonical: byref<boo
                     if count = buffer.Length then
                         buffer <- Scratch.Grow()
 
+                    let value =
+                        match fieldValues.TryGet(text, valueStart, valueEnd - valueStart) with
+                        | null -> ValueNone
+                        | v -> ValueSome v
+
                     buffer[count] <-
-                        {
-                            Name = fieldNames.Get(text, i, nameEnd - i)
-                            Value = fieldValues.Get(text, valueStart, valueEnd - valueStart)
-                        }
+                        match fieldNames.TryGet(text, i, nameEnd - i) with
+                        | null ->
+                            {
+                                Name = Encoding.Latin1.GetString(text.Slice(i, nameEnd - i))
+                                Value =
+                                    match value with
+                                    | ValueSome v -> v
+                                    | ValueNone -> Encoding.Latin1.GetString(text.Slice(valueStart, valueEnd - valueStart))
+                            }
+                        | name ->
+                            {
+                                Name = name
+                                Value =
+                                    match value with
+                                    | ValueSome v -> v
+                                    | ValueNone -> RecentValues.Get(name, text, valueStart, valueEnd - valueStart)
+                            }
 
                     count <- count + 1
                     i <- lineEnd + 2

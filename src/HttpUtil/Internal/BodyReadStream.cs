@@ -99,8 +99,58 @@ internal sealed class BodyReadStream : Stream
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            if (TryReadBuffered(buffer, out var n)) return new ValueTask<int>(n);
+        }
+        catch (Exception ex)
+        {
+            return ValueTask.FromException<int>(ex);
+        }
+        return ReadSlowAsync(buffer, cancellationToken);
+    }
+
+    /// <summary>
+    /// The read that needs no waiting: the body already ended, or the reader holds body bytes. Done here without
+    /// an async state machine (a 1 KiB response's body usually arrives with its head). False, having changed
+    /// nothing, when the read must wait, the body is not in a plain state, or another operation holds it.
+    /// </summary>
+    private bool TryReadBuffered(Memory<byte> dest, out int n)
+    {
+        n = 0;
+        if (disposed || failure is not null || beforeFirstRead is not null || dest.IsEmpty || !gate.Wait(0)) return false;
+        try
+        {
+            if (finished)
+            {
+                End(true);
+                return true;
+            }
+            if (!reader.TryRead(out var rr)) return false;
+            var buffer = rr.Buffer;
+            var before = decoder;
+            var step = CoreAdapter.Decode(settings, isRequest, ref decoder, buffer, rr.IsCompleted);
+            if (step.Kind != BodyReadKind.Data)
+            {
+                decoder = before;
+                reader.AdvanceTo(buffer.Start);
+                return false;
+            }
+            n = Fill(buffer, step, dest, rr.IsCompleted);
+            read += n;
+            if (finished) End(true);
+            return true;
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
-    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    private async ValueTask<int> ReadSlowAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(disposed && !finished, this);
         if (buffer.IsEmpty) return 0;

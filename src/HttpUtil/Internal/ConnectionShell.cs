@@ -97,7 +97,7 @@ internal sealed class ConnectionShell
     {
         var body = lastBody;
         lastBody = null;
-        if (body is null) return;
+        if (body is null || body.IsFinished) return; // nothing left to drop (the usual case)
         bool finished;
         try
         {
