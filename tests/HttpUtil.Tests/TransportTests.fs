@@ -935,3 +935,64 @@ let ``GetConn brackets an IPv6 host as host:port does`` () =
         Assert.That(take events |> List.head, Is.EqualTo "GetConn [::1]:1")
     }
     |> sync
+
+/// The GotConn lines of a run of trace events.
+let private gotConns (events: ConcurrentQueue<string>) =
+    take events |> List.filter (fun (e: string) -> e.StartsWith "GotConn")
+
+[<Test>]
+let ``an idle connection the server closed: checked before a request that may not be sent again, retried after one that may`` () =
+    task {
+        // Each connection answers one request, then the server closes it (no Connection: close)
+        // and says so, so the close has reached the client before its next request.
+        let closed = Array.init 8 (fun _ -> Signal())
+
+        use server =
+            new ScriptedServer(fun i s ->
+                task {
+                    let! _ = readHead s
+                    do! writeText s "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                    s.Socket.Shutdown SocketShutdown.Both
+                    s.Close()
+                    closed[i].Set()
+                })
+
+        let time = ManualTime() // idle time stays zero: below IdleProbeAfter whatever the machine does
+        let events, trace = recorder ""
+
+        let run (transport: Transport) (second: unit -> HttpRequestMessage) =
+            task {
+                use client = new HttpClient(transport)
+                let first = server.Connections
+                use! r1 = client.SendAsync(getWith (server.Uri "/1") trace)
+                let! _ = bodyOf r1
+                do! closed[first].Wait()
+                take events |> ignore
+                use! r2 = client.SendAsync(second ())
+                let! b2 = bodyOf r2
+                Assert.That(b2, Is.EqualTo "ok")
+                return gotConns events
+            }
+
+        // A POST of a streamed body may not be sent again: the idle connection is polled, found
+        // closed, and the POST goes out on a new connection at once.
+        let post () =
+            (new HttpRequestMessage(HttpMethod.Post, server.Uri "/post", Content = new StreamContent(new MemoryStream([| 1uy |]))))
+                .WithClientTrace trace
+
+        let! postConns = run (new Transport(TimeProvider = time)) post
+        Assert.That(postConns, Is.EqualTo(box [ "GotConn reused=false idle=false" ]))
+
+        // A GET may be sent again: within IdleProbeAfter it goes out on the idle connection at once,
+        // meets the close, and is sent again on a new connection.
+        let! getConns = run (new Transport(TimeProvider = time)) (fun () -> getWith (server.Uri "/2") trace)
+
+        Assert.That(getConns, Is.EqualTo(box [ "GotConn reused=true idle=true"; "GotConn reused=false idle=false" ]))
+
+        // With IdleProbeAfter = 0 even a GET checks first, and never meets the close.
+        let! probedConns =
+            run (new Transport(TimeProvider = time, IdleProbeAfter = TimeSpan.Zero)) (fun () -> getWith (server.Uri "/3") trace)
+
+        Assert.That(probedConns, Is.EqualTo(box [ "GotConn reused=false idle=false" ]))
+    }
+    |> sync

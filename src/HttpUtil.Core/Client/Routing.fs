@@ -62,6 +62,12 @@ module Routing =
     /// The fields whose presence makes a request safe to send again whatever its method.
     let idempotencyKeyFields = [| "Idempotency-Key"; "X-Idempotency-Key" |]
 
+    /// True when a request may be sent a second time (after an attempt that failed before any
+    /// response byte arrived): an idempotent method (RFC 9110 section 9.2.2) or an idempotency key,
+    /// and a body that can be sent again.
+    let mayResend (method: string) (hasIdempotencyKey: bool) (bodyReplayable: bool) =
+        (Message.isIdempotent method || hasIdempotencyKey) && bodyReplayable
+
     /// True when a request whose attempt failed may be sent again on a fresh connection (Go's
     /// rule): the connection was reused and died before one byte of the response arrived (a
     /// server may close an idle connection just as a request goes out), and the request may be
@@ -71,5 +77,13 @@ module Routing =
         f.ConnectionReused
         && f.ConnectionLost
         && not f.GotResponseBytes
-        && (Message.isIdempotent f.Method || f.HasIdempotencyKey)
-        && f.BodyReplayable
+        && mayResend f.Method f.HasIdempotencyKey f.BodyReplayable
+
+    /// True when an idle connection is checked (a poll) for a close or stray bytes from the peer
+    /// before a request goes out on it. A request that may not be sent again (`mayResend`) is
+    /// always checked. One that may is checked only once the connection sat idle for `probeAfter`:
+    /// peers close idle connections (or send a 408 first) after seconds of idleness, not at once,
+    /// and should one do so sooner, the request is sent again on a new connection (`shouldRetry`),
+    /// as Go's Transport does. Zero checks every reuse.
+    let probesIdleConnection (idleFor: System.TimeSpan) (probeAfter: System.TimeSpan) (resendable: bool) =
+        not resendable || idleFor >= probeAfter

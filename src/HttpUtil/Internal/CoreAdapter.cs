@@ -471,13 +471,27 @@ internal static class CoreAdapter
         || (ex is IOException && ex is not ProtocolException);
 
     /// <summary>The core's retry rule (<c>Routing.shouldRetry</c>) for a failed attempt.</summary>
-    public static bool ShouldRetry(HttpRequestMessage request, bool reused, bool connectionLost, bool gotResponseBytes)
+    public static bool ShouldRetry(HttpRequestMessage request, bool reused, bool connectionLost, bool gotResponseBytes) =>
+        Routing.shouldRetry(new FailedAttempt(reused, connectionLost, gotResponseBytes, request.Method.Method, HasIdempotencyKey(request),
+            IsReplayable(request)));
+
+    /// <summary>True when <paramref name="request"/> may be sent a second time (<c>Routing.mayResend</c>).</summary>
+    public static bool MayResend(HttpRequestMessage request) =>
+        Routing.mayResend(request.Method.Method, HasIdempotencyKey(request), IsReplayable(request));
+
+    /// <summary>True when an idle connection is polled before a request goes out on it
+    /// (<c>Routing.probesIdleConnection</c>).</summary>
+    public static bool ProbesIdleConnection(TimeSpan idleFor, TimeSpan probeAfter, bool resendable) =>
+        Routing.probesIdleConnection(idleFor, probeAfter, resendable);
+
+    private static bool HasIdempotencyKey(HttpRequestMessage request)
     {
         var hasKey = false;
         foreach (var name in Routing.idempotencyKeyFields) hasKey |= request.Headers.Contains(name);
-        return Routing.shouldRetry(new FailedAttempt(reused, connectionLost, gotResponseBytes, request.Method.Method, hasKey,
-            request.Content is null or ByteArrayContent or ReadOnlyMemoryContent));
+        return hasKey;
     }
+
+    private static bool IsReplayable(HttpRequestMessage request) => request.Content is null or ByteArrayContent or ReadOnlyMemoryContent;
 
     // ---- Traces ---------------------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ internal sealed class PooledConnection(Transport owner, PoolKey key, Socket sock
 /// The connections to one <see cref="PoolKey"/>: idle ones (most recently used first), a count of all
 /// (for MaxConnsPerHost) and the requests waiting for one.
 /// </summary>
-internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout, TimeProvider time)
+internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout, TimeSpan probeAfter, TimeProvider time)
 {
     private readonly object gate = new();
     private readonly List<PooledConnection> idle = [];
@@ -56,11 +56,12 @@ internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout, 
     public readonly record struct Lease(PooledConnection? Connection, bool WasIdle, TimeSpan IdleTime);
 
     /// <summary>
-    /// An idle connection (unless <paramref name="fresh"/>), or permission to dial (a lease with no
+    /// An idle connection (unless <paramref name="fresh"/>; polled first when the core says so for a request that is
+    /// <paramref name="resendable"/> or not), or permission to dial (a lease with no
     /// connection), or, at MaxConnsPerHost, a wait for a connection handed over or a freed place.
     /// </summary>
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<Lease> AcquireAsync(bool fresh, CancellationToken ct)
+    public async ValueTask<Lease> AcquireAsync(bool fresh, bool resendable, CancellationToken ct)
     {
         TaskCompletionSource<PooledConnection?> waiter;
         while (true)
@@ -85,9 +86,11 @@ internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout, 
                     break;
                 }
             }
-            // Checked outside the lock (a poll is a system call; every request of this host takes the lock).
+            // Checked outside the lock (a poll is a system call; every request of this host takes the lock), and only
+            // when the core asks for it (a request that could not be sent again, or a connection idle for a while).
             var idleFor = TimeSpanSince(candidate.IdleSince);
-            if (idleFor < idleTimeout && candidate.LooksAlive()) return new Lease(candidate, true, idleFor);
+            if (idleFor < idleTimeout && (!CoreAdapter.ProbesIdleConnection(idleFor, probeAfter, resendable) || candidate.LooksAlive()))
+                return new Lease(candidate, true, idleFor);
             candidate.Close();
             lock (gate) total--;
         }

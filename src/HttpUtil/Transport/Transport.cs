@@ -56,6 +56,15 @@ public sealed class Transport : HttpMessageHandler
     /// <summary>How long an idle connection is kept (default 90 s).</summary>
     public TimeSpan IdleConnTimeout { get; init; } = TimeSpan.FromSeconds(90);
 
+    /// <summary>
+    /// How long an idle connection sits unused before a request that may be sent again (an idempotent method or an
+    /// <c>Idempotency-Key</c>, and in-memory content) checks it, with a poll, for a close or stray bytes from the
+    /// server before using it (default 1 s). Below that it is used at once, as Go's Transport does: servers close
+    /// idle connections after seconds, and should one have closed it sooner, the request is sent again on a new
+    /// connection. A request that may not be sent again always checks; <see cref="TimeSpan.Zero"/> checks every reuse.
+    /// </summary>
+    public TimeSpan IdleProbeAfter { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>How long one TCP connect may take, per address tried (default 30 s).</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -123,11 +132,12 @@ public sealed class Transport : HttpMessageHandler
         var trace = ClientTrace.FromRequest(request);
         var pool = pools.GetOrAdd(key, static (_, t) => t.NewPool(), this);
         var fresh = false;
+        var resendable = CoreAdapter.MayResend(request);
         while (true)
         {
             // Per-request hook arguments are built only when the hook is set: no cost without a trace.
             if (trace?.GetConn is { } getConn) Hooks.Fire(nameof(ClientTrace.GetConn), getConn, new GetConnInfo(target.HostPort));
-            var (conn, reused) = await GetConnAsync(pool, key, proxy, fresh, trace, cancellationToken).ConfigureAwait(false);
+            var (conn, reused) = await GetConnAsync(pool, key, proxy, fresh, resendable, trace, cancellationToken).ConfigureAwait(false);
             conn.Used = true;
             try
             {
@@ -158,15 +168,15 @@ public sealed class Transport : HttpMessageHandler
         {
             sweeper ??= TimeProvider.CreateTimer(static t => ((Transport)t!).Sweep(false), this, IdleSweepInterval, IdleSweepInterval);
         }
-        return new HostPool(MaxIdleConnsPerHost, MaxConnsPerHost, IdleConnTimeout, TimeProvider);
+        return new HostPool(MaxIdleConnsPerHost, MaxConnsPerHost, IdleConnTimeout, IdleProbeAfter, TimeProvider);
     }
 
     /// <summary>An idle connection, one handed over, or a new one; GotConn reports which.</summary>
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<(PooledConnection, bool Reused)> GetConnAsync(HostPool pool, PoolKey key, Uri? proxy, bool fresh,
-        ClientTrace? trace, CancellationToken ct)
+        bool resendable, ClientTrace? trace, CancellationToken ct)
     {
-        var lease = await pool.AcquireAsync(fresh, ct).ConfigureAwait(false);
+        var lease = await pool.AcquireAsync(fresh, resendable, ct).ConfigureAwait(false);
         var conn = lease.Connection;
         if (conn is null)
         {
