@@ -18,7 +18,11 @@ internal static class LoadClient
         using var sampler = o.Get("alloc-types", "no") == "yes" ? new AllocationSampler() : null;
         HttpMessageHandler handler = handlerName switch
         {
-            "transport" => new Transport { MaxConnsPerHost = concurrency, MaxIdleConnsPerHost = concurrency },
+            "transport" => new Transport
+            {
+                MaxConnsPerHost = concurrency, MaxIdleConnsPerHost = concurrency,
+                IdleProbeAfter = TimeSpan.FromSeconds(o.GetDouble("idle-probe-after", 1)),
+            },
             "sockets" => new SocketsHttpHandler { MaxConnectionsPerServer = concurrency, UseProxy = false, AllowAutoRedirect = false, UseCookies = false, AutomaticDecompression = DecompressionMethods.None },
             _ => throw new ArgumentException($"unknown handler '{handlerName}' (transport or sockets)"),
         };
