@@ -476,8 +476,13 @@ internal static class CoreAdapter
             IsReplayable(request)));
 
     /// <summary>True when <paramref name="request"/> may be sent a second time (<c>Routing.mayResend</c>).</summary>
-    public static bool MayResend(HttpRequestMessage request) =>
-        Routing.mayResend(request.Method.Method, HasIdempotencyKey(request), IsReplayable(request));
+    public static bool MayResend(HttpRequestMessage request)
+    {
+        var method = request.Method.Method;
+        var replayable = IsReplayable(request);
+        // A key can only turn "no" into "yes": look for one (a header lookup) only when the answer without it is no.
+        return Routing.mayResend(method, false, replayable) || Routing.mayResend(method, HasIdempotencyKey(request), replayable);
+    }
 
     /// <summary>True when an idle connection is polled before a request goes out on it
     /// (<c>Routing.probesIdleConnection</c>).</summary>
