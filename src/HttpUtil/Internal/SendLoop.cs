@@ -32,6 +32,7 @@ internal sealed class SendLoop
         this.stream = stream;
         this.onFailure = onFailure;
         output = new Pipe(new PipeOptions(
+            pool: new ConnectionMemoryPool(),
             readerScheduler: PipeScheduler.ThreadPool,
             writerScheduler: PipeScheduler.Inline,
             pauseWriterThreshold: 256 * 1024,
