@@ -257,7 +257,11 @@ module Headers =
 
         if count = 0 then
             add name value h
-        elif count = 1 && String.Equals(fields[first].Value, value) && String.Equals(fields[first].Name, name) then
+        elif
+            count = 1
+            && String.Equals(fields[first].Value, value)
+            && String.Equals(fields[first].Name, name)
+        then
             h
         else
             let result = ResizeArray(fields.Length - count + 1)
@@ -291,7 +295,12 @@ module Headers =
             let comma = rest.IndexOf(',')
             let element = if comma < 0 then rest else rest.Slice(0, comma)
             found <- element.Trim(" \t".AsSpan()).Equals(token.AsSpan(), StringComparison.OrdinalIgnoreCase)
-            rest <- if comma < 0 then ReadOnlySpan.Empty else rest.Slice(comma + 1)
+
+            rest <-
+                if comma < 0 then
+                    ReadOnlySpan.Empty
+                else
+                    rest.Slice(comma + 1)
 
         found
 

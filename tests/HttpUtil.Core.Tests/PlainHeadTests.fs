@@ -25,8 +25,22 @@ let private mutated (text: string) =
             let! piece =
                 Gen.elements
                     [
-                        " "; "\t"; "\r"; "\n"; ":"; "\x00"; "\x7f"; "\xe9"; "\r\n "; "\r\n\t"; "\r\n"; "\n"
-                        "HTTP/1.2"; "("; "\""; ","
+                        " "
+                        "\t"
+                        "\r"
+                        "\n"
+                        ":"
+                        "\x00"
+                        "\x7f"
+                        "\xe9"
+                        "\r\n "
+                        "\r\n\t"
+                        "\r\n"
+                        "\n"
+                        "HTTP/1.2"
+                        "("
+                        "\""
+                        ","
                     ]
 
             let! delete = Gen.choose (0, 2)
@@ -38,8 +52,11 @@ let private mutated (text: string) =
 
 let private text (bytes: byte[]) = Text.Encoding.Latin1.GetString bytes
 
-let private plainResponse (s: string) = PlainHead.tryResponse (ReadOnlyMemory(latin1 s))
-let private plainRequest (s: string) = PlainHead.tryRequest (ReadOnlyMemory(latin1 s))
+let private plainResponse (s: string) =
+    PlainHead.tryResponse (ReadOnlyMemory(latin1 s))
+
+let private plainRequest (s: string) =
+    PlainHead.tryRequest (ReadOnlyMemory(latin1 s))
 
 [<Property(MaxTest = 500)>]
 let ``every response head a serializer writes is read by the fast path as it was`` () =
@@ -48,7 +65,8 @@ let ``every response head a serializer writes is read by the fast path as it was
 
 [<Property(MaxTest = 500)>]
 let ``every request head a serializer writes is read by the fast path as it was`` () =
-    Prop.forAll (Arb.fromGen requestHead) (fun head -> plainRequest (text (serializeRequest head)) = ValueSome(struct (head, true)))
+    Prop.forAll (Arb.fromGen requestHead) (fun head ->
+        plainRequest (text (serializeRequest head)) = ValueSome(struct (head, true)))
 
 /// Heads from `heads`, serialized and damaged: whenever the fast path (`plain`) accepts one, the
 /// grammar accepts it with the same head, and a head called canonical serializes back to the text.

@@ -58,7 +58,9 @@ let private readAll (stream: Stream) (size: int) =
     }
 
 [<Test>]
-let ``a 1 MiB Content-Length body read with 64 KiB buffers arrives whole, and the connection carries the next exchange`` () =
+let ``a 1 MiB Content-Length body read with 64 KiB buffers arrives whole, and the connection carries the next exchange``
+    ()
+    =
     task {
         let body = pattern (1024 * 1024)
 
@@ -75,7 +77,9 @@ let ``a 1 MiB Content-Length body read with 64 KiB buffers arrives whole, and th
         use client = new HttpClient(transport)
 
         for _ in 1..2 do
-            use! response = client.GetAsync(server.Uri "/", HttpCompletionOption.ResponseHeadersRead)
+            use! response =
+                client.GetAsync(server.Uri "/", HttpCompletionOption.ResponseHeadersRead)
+
             use! stream = response.Content.ReadAsStreamAsync()
             let! got = readAll stream (64 * 1024)
             assertSameBytes body got
@@ -99,7 +103,10 @@ let ``a body that runs until the connection closes, read with large buffers, arr
                 })
 
         use client = new HttpClient(new Transport())
-        use! response = client.GetAsync(server.Uri "/", HttpCompletionOption.ResponseHeadersRead)
+
+        use! response =
+            client.GetAsync(server.Uri "/", HttpCompletionOption.ResponseHeadersRead)
+
         use! stream = response.Content.ReadAsStreamAsync()
         let! got = readAll stream (32 * 1024)
         assertSameBytes body got
@@ -119,7 +126,10 @@ let ``a Content-Length body cut short is reported as cut short when read with la
                 })
 
         use client = new HttpClient(new Transport())
-        use! response = client.GetAsync(server.Uri "/", HttpCompletionOption.ResponseHeadersRead)
+
+        use! response =
+            client.GetAsync(server.Uri "/", HttpCompletionOption.ResponseHeadersRead)
+
         use! stream = response.Content.ReadAsStreamAsync()
 
         let ex =

@@ -941,7 +941,9 @@ let private gotConns (events: ConcurrentQueue<string>) =
     take events |> List.filter (fun (e: string) -> e.StartsWith "GotConn")
 
 [<Test>]
-let ``an idle connection the server closed: checked before a request that may not be sent again, retried after one that may`` () =
+let ``an idle connection the server closed: checked before a request that may not be sent again, retried after one that may``
+    ()
+    =
     task {
         // Each connection answers one request, then the server closes it (no Connection: close)
         // and says so, so the close has reached the client before its next request.
@@ -977,21 +979,28 @@ let ``an idle connection the server closed: checked before a request that may no
         // A POST of a streamed body may not be sent again: the idle connection is polled, found
         // closed, and the POST goes out on a new connection at once.
         let post () =
-            (new HttpRequestMessage(HttpMethod.Post, server.Uri "/post", Content = new StreamContent(new MemoryStream([| 1uy |]))))
-                .WithClientTrace trace
+            (new HttpRequestMessage(
+                HttpMethod.Post,
+                server.Uri "/post",
+                Content = new StreamContent(new MemoryStream([| 1uy |]))
+            ))
+                .WithClientTrace
+                trace
 
         let! postConns = run (new Transport(TimeProvider = time)) post
         Assert.That(postConns, Is.EqualTo(box [ "GotConn reused=false idle=false" ]))
 
         // A GET may be sent again: within IdleProbeAfter it goes out on the idle connection at once,
         // meets the close, and is sent again on a new connection.
-        let! getConns = run (new Transport(TimeProvider = time)) (fun () -> getWith (server.Uri "/2") trace)
+        let! getConns =
+            run (new Transport(TimeProvider = time)) (fun () -> getWith (server.Uri "/2") trace)
 
         Assert.That(getConns, Is.EqualTo(box [ "GotConn reused=true idle=true"; "GotConn reused=false idle=false" ]))
 
         // With IdleProbeAfter = 0 even a GET checks first, and never meets the close.
         let! probedConns =
-            run (new Transport(TimeProvider = time, IdleProbeAfter = TimeSpan.Zero)) (fun () -> getWith (server.Uri "/3") trace)
+            run (new Transport(TimeProvider = time, IdleProbeAfter = TimeSpan.Zero)) (fun () ->
+                getWith (server.Uri "/3") trace)
 
         Assert.That(probedConns, Is.EqualTo(box [ "GotConn reused=false idle=false" ]))
     }

@@ -397,7 +397,11 @@ module Connection =
                     { s with
                         Responses = l
                         ReadCount = s.ReadCount + 1
-                        Sides = (if closes then { s.Sides with Reading = reading } else s.Sides)
+                        Sides =
+                            (if closes then
+                                 { s.Sides with Reading = reading }
+                             else
+                                 s.Sides)
                     }
             | ServerRole, ValueSome l ->
                 ValueSome
@@ -467,7 +471,13 @@ module Connection =
     let private stop life action (s: ConnState) =
         match s.Life with
         | Live ->
-            let struct (s, actions) = pump { s with Sides = { s.Sides with Life = life } } []
+            let struct (s, actions) =
+                pump
+                    { s with
+                        Sides = { s.Sides with Life = life }
+                    }
+                    []
+
             Ok(struct (s, action :: actions))
         | Closed
         | Hijacked ->

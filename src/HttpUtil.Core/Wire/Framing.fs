@@ -34,9 +34,18 @@ let contentLength (headers: Headers) : Result<int64 voption, HttpError> =
 
             while more && result.IsOk do
                 let comma = rest.IndexOf(',')
-                let element = (if comma < 0 then rest else rest.Slice(0, comma)).Trim(" \t".AsSpan())
+
+                let element =
+                    (if comma < 0 then rest else rest.Slice(0, comma)).Trim(" \t".AsSpan())
+
                 more <- comma >= 0
-                rest <- if comma < 0 then ReadOnlySpan.Empty else rest.Slice(comma + 1)
+
+                rest <-
+                    if comma < 0 then
+                        ReadOnlySpan.Empty
+                    else
+                        rest.Slice(comma + 1)
+
                 let mutable n = 0L
 
                 let mutable digits = 0

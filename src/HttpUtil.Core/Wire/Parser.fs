@@ -213,7 +213,15 @@ let private plainOf (plain: ReadOnlyMemory<byte> -> struct ('Head * bool) voptio
 /// Reads the head in `section` (which ends with its empty line): its plain form straight from the
 /// bytes when it has one (`PlainHead`; a canonical one is not even decoded to text), else through
 /// the grammar, which also names any error. `Complete` with `consumed` bytes.
-let private runSection plain grammar rebuild settings (section: ReadOnlySequence<byte>) (offset: int64) (consumed: int64) =
+let private runSection
+    plain
+    grammar
+    rebuild
+    settings
+    (section: ReadOnlySequence<byte>)
+    (offset: int64)
+    (consumed: int64)
+    =
     let length = int section.Length
 
     match plainOf plain section with
@@ -274,7 +282,14 @@ let parseRequestHead
                 )
             | ScanFailed e -> Error(HttpError.shift skip e)
             | ScanFound length ->
-                runSection PlainHead.tryRequest Grammar.requestHead requestText settings (rest.Slice(0, length)) skip (skip + length)
+                runSection
+                    PlainHead.tryRequest
+                    Grammar.requestHead
+                    requestText
+                    settings
+                    (rest.Slice(0, length))
+                    skip
+                    (skip + length)
 
 /// Reads a response head from the start of `input`. `Complete(parsed, n)`: the head ends at byte n.
 /// Interim (1xx) responses are heads like any other: the caller reads again for the final one.
@@ -309,7 +324,14 @@ let parseResponseHead
             | ScanNeedMore -> Ok NeedMore
             | ScanFailed e -> Error e
             | ScanFound length ->
-                runSection PlainHead.tryResponse Grammar.responseHead responseText settings (input.Slice(0, length)) 0L length
+                runSection
+                    PlainHead.tryResponse
+                    Grammar.responseHead
+                    responseText
+                    settings
+                    (input.Slice(0, length))
+                    0L
+                    length
 
 /// Reads a trailer section (the field lines after a last-chunk, and the empty line that ends
 /// them) from the start of `input`, with `MaxTrailerBytes` and `MaxHeaderCount` as limits.

@@ -115,33 +115,131 @@ let private withLowerCase (names: string list) =
 let private fieldNames =
     Interned(
         withLowerCase
-            [ "Accept"; "Accept-Encoding"; "Accept-Language"; "Accept-Ranges"; "Access-Control-Allow-Origin"
-              "Age"; "Authorization"; "Cache-Control"; "Connection"; "Content-Encoding"; "Content-Language"
-              "Content-Length"; "Content-Type"; "Cookie"; "Date"; "ETag"; "Expect"; "Expires"; "Host"
-              "If-Modified-Since"; "If-None-Match"; "Keep-Alive"; "Last-Modified"; "Link"; "Location"
-              "Origin"; "Pragma"; "Referer"; "Server"; "Set-Cookie"; "Strict-Transport-Security"; "TE"
-              "Trailer"; "Transfer-Encoding"; "Upgrade"; "User-Agent"; "Vary"; "Via"; "WWW-Authenticate"
-              "X-Content-Type-Options"; "X-Forwarded-For"; "X-Forwarded-Host"; "X-Forwarded-Proto"
-              "X-Frame-Options"; "X-Request-Id"; "traceparent" ]
+            [
+                "Accept"
+                "Accept-Encoding"
+                "Accept-Language"
+                "Accept-Ranges"
+                "Access-Control-Allow-Origin"
+                "Age"
+                "Authorization"
+                "Cache-Control"
+                "Connection"
+                "Content-Encoding"
+                "Content-Language"
+                "Content-Length"
+                "Content-Type"
+                "Cookie"
+                "Date"
+                "ETag"
+                "Expect"
+                "Expires"
+                "Host"
+                "If-Modified-Since"
+                "If-None-Match"
+                "Keep-Alive"
+                "Last-Modified"
+                "Link"
+                "Location"
+                "Origin"
+                "Pragma"
+                "Referer"
+                "Server"
+                "Set-Cookie"
+                "Strict-Transport-Security"
+                "TE"
+                "Trailer"
+                "Transfer-Encoding"
+                "Upgrade"
+                "User-Agent"
+                "Vary"
+                "Via"
+                "WWW-Authenticate"
+                "X-Content-Type-Options"
+                "X-Forwarded-For"
+                "X-Forwarded-Host"
+                "X-Forwarded-Proto"
+                "X-Frame-Options"
+                "X-Request-Id"
+                "traceparent"
+            ]
     )
 
 let private fieldValues =
     Interned
-        [ "keep-alive"; "close"; "chunked"; "bytes"; "gzip"; "br"; "identity"; "no-cache"; "no-store"
-          "nosniff"; "text/plain"; "text/html"; "text/html; charset=utf-8"; "text/plain; charset=utf-8"
-          "application/json"; "application/json; charset=utf-8"; "application/octet-stream"; "*/*"; "0"
-          "Accept-Encoding"; "upgrade"; "websocket"; "100-continue"; "nginx"; "Kestrel" ]
+        [
+            "keep-alive"
+            "close"
+            "chunked"
+            "bytes"
+            "gzip"
+            "br"
+            "identity"
+            "no-cache"
+            "no-store"
+            "nosniff"
+            "text/plain"
+            "text/html"
+            "text/html; charset=utf-8"
+            "text/plain; charset=utf-8"
+            "application/json"
+            "application/json; charset=utf-8"
+            "application/octet-stream"
+            "*/*"
+            "0"
+            "Accept-Encoding"
+            "upgrade"
+            "websocket"
+            "100-continue"
+            "nginx"
+            "Kestrel"
+        ]
 
 let private methods =
-    Interned [ "GET"; "HEAD"; "POST"; "PUT"; "DELETE"; "CONNECT"; "OPTIONS"; "TRACE"; "PATCH" ]
+    Interned
+        [
+            "GET"
+            "HEAD"
+            "POST"
+            "PUT"
+            "DELETE"
+            "CONNECT"
+            "OPTIONS"
+            "TRACE"
+            "PATCH"
+        ]
 
 let private reasons =
     Interned
-        [ "OK"; "Created"; "Accepted"; "No Content"; "Partial Content"; "Moved Permanently"; "Found"
-          "See Other"; "Not Modified"; "Temporary Redirect"; "Permanent Redirect"; "Bad Request"
-          "Unauthorized"; "Forbidden"; "Not Found"; "Method Not Allowed"; "Conflict"; "Gone"
-          "Too Many Requests"; "Internal Server Error"; "Bad Gateway"; "Service Unavailable"
-          "Gateway Timeout"; "Continue"; "Switching Protocols"; "Early Hints"; "Processing" ]
+        [
+            "OK"
+            "Created"
+            "Accepted"
+            "No Content"
+            "Partial Content"
+            "Moved Permanently"
+            "Found"
+            "See Other"
+            "Not Modified"
+            "Temporary Redirect"
+            "Permanent Redirect"
+            "Bad Request"
+            "Unauthorized"
+            "Forbidden"
+            "Not Found"
+            "Method Not Allowed"
+            "Conflict"
+            "Gone"
+            "Too Many Requests"
+            "Internal Server Error"
+            "Bad Gateway"
+            "Service Unavailable"
+            "Gateway Timeout"
+            "Continue"
+            "Switching Protocols"
+            "Early Hints"
+            "Processing"
+        ]
 
 /// The fields collected from one section. One buffer per thread, reused: a head is read to its
 /// end on the thread that started it, and the fields are copied out once.
@@ -164,11 +262,23 @@ type private Scratch =
 /// The bytes of a token, and of a field value (field-vchar, obs-text, SP, HTAB): runs of them are
 /// found with vectorized searches for the first byte outside the set.
 let private tcharBytes =
-    Buffers.SearchValues.Create(ReadOnlySpan [| for b in 0uy .. 255uy do if CharClass.isTchar (char b) then b |])
+    Buffers.SearchValues.Create(
+        ReadOnlySpan
+            [|
+                for b in 0uy .. 255uy do
+                    if CharClass.isTchar (char b) then
+                        b
+            |]
+    )
 
 let private valueBytes =
     Buffers.SearchValues.Create(
-        ReadOnlySpan [| for b in 0uy .. 255uy do if CharClass.isFieldValueChar (char b) then b |]
+        ReadOnlySpan
+            [|
+                for b in 0uy .. 255uy do
+                    if CharClass.isFieldValueChar (char b) then
+                        b
+            |]
     )
 
 /// The end of the run of bytes from `i` on that belong to `set`.
@@ -265,7 +375,8 @@ let private fields (text: ReadOnlySpan<byte>) (start: int) (canonical: byref<boo
                                 Value =
                                     match value with
                                     | ValueSome v -> v
-                                    | ValueNone -> Encoding.Latin1.GetString(text.Slice(valueStart, valueEnd - valueStart))
+                                    | ValueNone ->
+                                        Encoding.Latin1.GetString(text.Slice(valueStart, valueEnd - valueStart))
                             }
                         | name ->
                             {
@@ -295,7 +406,9 @@ let tryResponse (bytes: ReadOnlyMemory<byte>) : struct (ResponseHead * bool) vop
         && Char.IsAsciiDigit(char text[11])
         && text[9] <> '0'B
         ->
-        let status = (int text[9] - 48) * 100 + (int text[10] - 48) * 10 + (int text[11] - 48)
+        let status =
+            (int text[9] - 48) * 100 + (int text[10] - 48) * 10 + (int text[11] - 48)
+
         let mutable canonical = true
         let mutable reason = ""
         let mutable lineEnd = -1
@@ -342,7 +455,9 @@ let tryRequest (bytes: ReadOnlyMemory<byte>) : struct (RequestHead * bool) vopti
             match versionAt text (targetEnd + 1) with
             | ValueSome version when crlfAt text (targetEnd + 9) ->
                 let method = methods.Get(text, 0, methodEnd)
-                let target = Encoding.Latin1.GetString(text.Slice(targetStart, targetEnd - targetStart))
+
+                let target =
+                    Encoding.Latin1.GetString(text.Slice(targetStart, targetEnd - targetStart))
 
                 match Message.classifyTarget method target with
                 | Ok form ->
