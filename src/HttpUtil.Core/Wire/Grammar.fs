@@ -78,23 +78,7 @@ let inline private seq2 ([<InlineIfLambda>] f: 'a -> 'b -> 'r) (p: P<'a>) (q: P<
 
 /// `pipe3`: `p`, `q`, `r` in turn, combined by `f`.
 let inline private seq3 ([<InlineIfLambda>] f: 'a -> 'b -> 'c -> 'r) (p: P<'a>) (q: P<'b>) (r: P<'c>) : P<'r> =
-    fun stream ->
-        let a = p stream
-
-        if a.Status <> ReplyStatus.Ok then
-            Reply(a.Status, a.Error)
-        else
-            let b = q stream
-
-            if b.Status <> ReplyStatus.Ok then
-                Reply(b.Status, b.Error)
-            else
-                let c = r stream
-
-                if c.Status <> ReplyStatus.Ok then
-                    Reply(c.Status, c.Error)
-                else
-                    Reply(f a.Result b.Result c.Result)
+    seq2 (fun a (struct (b, c)) -> f a b c) p (seq2 (fun b c -> struct (b, c)) q r)
 
 /// `pipe4`: `p`, `q`, `r`, `t` in turn, combined by `f`.
 let inline private seq4

@@ -441,7 +441,7 @@ let tryResponse (bytes: ReadOnlyMemory<byte>) : struct (ResponseHead * bool) vop
 /// plain (the grammar decides then, errors included).
 let tryRequest (bytes: ReadOnlyMemory<byte>) : struct (RequestHead * bool) voption =
     let text = bytes.Span
-    let methodEnd = runEnd CharClass.isTchar text 0
+    let methodEnd = runOf tcharBytes text 0
 
     if methodEnd = 0 || methodEnd >= text.Length || text[methodEnd] <> ' 'B then
         ValueNone

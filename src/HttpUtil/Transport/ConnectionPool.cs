@@ -10,9 +10,11 @@ internal readonly record struct PoolKey(string Scheme, string Host, int Port, st
 }
 
 /// <summary>One connection a <see cref="Transport"/> owns.</summary>
-internal sealed class PooledConnection(Transport owner, PoolKey key, Socket socket, Stream stream, ClientConn client)
+internal sealed class PooledConnection(Transport owner, HostPool pool, PoolKey key, Socket socket, Stream stream, ClientConn client)
 {
+    /// <summary>The transport and the pool the connection belongs to (it goes back there when a body ends).</summary>
     public Transport Owner { get; } = owner;
+    public HostPool Pool { get; } = pool;
     public PoolKey Key { get; } = key;
     public Socket Socket { get; } = socket;
     public Stream Stream { get; } = stream;
@@ -20,8 +22,7 @@ internal sealed class PooledConnection(Transport owner, PoolKey key, Socket sock
     public long IdleSince { get; set; }
     public bool Used { get; set; }
 
-    /// <summary>The pool it goes back to, and the body and trace of the exchange running on it (read when the body ends).</summary>
-    public HostPool? Pool { get; set; }
+    /// <summary>The body and trace of the exchange running on it (read when the body ends).</summary>
     public BodyReadStream? Body { get; set; }
     public ClientTrace? Trace { get; set; }
 

@@ -17,7 +17,7 @@ internal sealed class Dialer(Transport options)
     private readonly object gate = new();
     private readonly Dictionary<string, Task<IPAddress[]>> lookups = new(StringComparer.OrdinalIgnoreCase);
 
-    public async Task<PooledConnection> DialAsync(PoolKey key, Uri? proxy, ClientTrace? trace, CancellationToken ct)
+    public async Task<PooledConnection> DialAsync(HostPool pool, PoolKey key, Uri? proxy, ClientTrace? trace, CancellationToken ct)
     {
         var route = CoreAdapter.Route(key.Scheme, proxy is not null);
         var (host, port) = route.ToProxy ? (proxy!.IdnHost, proxy.Port) : (key.Host, key.Port);
@@ -40,7 +40,7 @@ internal sealed class Dialer(Transport options)
             MaxDrainBytes = options.MaxResponseDrainBytes,
             ExpectContinueTimeout = options.ExpectContinueTimeout,
         };
-        return new PooledConnection(options, key, socket, stream, client);
+        return new PooledConnection(options, pool, key, socket, stream, client);
     }
 
     /// <summary>Resolves <paramref name="host"/>, joining a lookup already in flight for it.</summary>

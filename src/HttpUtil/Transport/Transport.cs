@@ -143,7 +143,6 @@ public sealed class Transport : HttpMessageHandler
             {
                 await conn.Client.WriteCoreAsync(request, cancellationToken).ConfigureAwait(false);
                 var (response, body) = await conn.Client.ReadCoreAsync(request, cancellationToken).ConfigureAwait(false);
-                conn.Pool = pool;
                 conn.Body = body;
                 conn.Trace = trace;
                 body.OnEnded(static (c, clean) => ((PooledConnection)c).Owner.Release((PooledConnection)c, clean), conn);
@@ -182,7 +181,7 @@ public sealed class Transport : HttpMessageHandler
         {
             try
             {
-                conn = await dialer.DialAsync(key, proxy, trace, ct).ConfigureAwait(false);
+                conn = await dialer.DialAsync(pool, key, proxy, trace, ct).ConfigureAwait(false);
             }
             catch
             {
@@ -207,7 +206,7 @@ public sealed class Transport : HttpMessageHandler
     /// <summary>After the body of the exchange running on <paramref name="conn"/> ended.</summary>
     private void Release(PooledConnection conn, bool clean)
     {
-        var (pool, body, trace) = (conn.Pool!, conn.Body!, conn.Trace);
+        var (pool, body, trace) = (conn.Pool, conn.Body!, conn.Trace);
         conn.Body = null;
         conn.Trace = null;
         Release(pool, conn, body, clean, trace);
