@@ -287,7 +287,7 @@ module Headers =
 
     /// True when the comma-separated list `value` has the element `token` (OWS around elements
     /// ignored, compared case-insensitively). Allocates nothing: it runs for every message.
-    let private listHas (token: string) (value: string) =
+    let internal listHas (token: string) (value: string) =
         let mutable rest = value.AsSpan()
         let mutable found = false
 

@@ -124,7 +124,8 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
             ? t
             : null;
         var tally = wait is null ? null : shell.NewTally(slot);
-        await shell.Messages.WriteRequestAsync(slot, outgoing, request.Content, ClientTrace.FromRequest(request), wait, tally, cancellationToken)
+        await shell.Messages.WriteRequestAsync(slot, outgoing, request.Content, WireMessage.TrailersOf(request), ClientTrace.FromRequest(request), wait,
+                tally, cancellationToken)
             .ConfigureAwait(false);
         shell.RememberSlot(request, slot);
     }
@@ -190,6 +191,7 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
         var wire = new WireInfo
         {
             ResponseParsed = parsed, IsLast = incoming.Closes, Interim = tally?.Heads ?? (IReadOnlyList<ResponseHead>)[],
+            Switching = CoreAdapter.IsSwitching(incoming),
         };
         var response = MessageMapping.ToResponse(parsed.Head, wire, request, body);
         body.TrailersState = response;

@@ -15,6 +15,9 @@ internal sealed class WireInfo
     public bool IsLast { get; init; }
     public Headers? Trailers { get; set; }
     public IReadOnlyList<ResponseHead> Interim { get; init; } = [];
+
+    /// <summary>A 101 (or a successful CONNECT): the connection now carries another protocol.</summary>
+    public bool Switching { get; init; }
 }
 
 /// <summary>A request read off the wire, carrying what the connection knows about it.</summary>
@@ -100,4 +103,30 @@ public static class WireMessage
     /// <returns>The interim heads.</returns>
     public static IReadOnlyList<ResponseHead> GetInterimResponses(this HttpResponseMessage response) =>
         Info(response)?.Interim ?? [];
+
+    private static readonly HttpRequestOptionsKey<Func<Headers>> TrailersKey = new("HttpUtil.RequestTrailers");
+
+    /// <summary>
+    /// Sends trailer fields after the body of <paramref name="request"/> when <see cref="ClientConn"/> or
+    /// <see cref="Transport"/> writes it chunked (content of unknown length, HTTP/1.1). <paramref name="trailers"/>
+    /// is called once the whole body has been written, so it may report what only the end of the body knows;
+    /// a body sent with a Content-Length carries no trailers and the callback is not called.
+    /// </summary>
+    /// <param name="request">The request to send.</param>
+    /// <param name="trailers">Returns the trailer fields (checked as header fields when written).</param>
+    /// <returns><paramref name="request"/>.</returns>
+    public static HttpRequestMessage WithTrailers(this HttpRequestMessage request, Func<Headers> trailers)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        anyTrailers = true;
+        request.Options.Set(TrailersKey, trailers);
+        return request;
+    }
+
+    // Reading Options creates the request's options dictionary: skip it until trailers were ever attached.
+    private static volatile bool anyTrailers;
+
+    /// <summary>The trailers callback set by <see cref="WithTrailers"/>, or null.</summary>
+    internal static Func<Headers>? TrailersOf(HttpRequestMessage request) =>
+        anyTrailers && request.Options.TryGetValue(TrailersKey, out var t) ? t : null;
 }

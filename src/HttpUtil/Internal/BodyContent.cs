@@ -36,3 +36,28 @@ internal sealed class BodyContent(BodyReadStream body) : HttpContent
         base.Dispose(disposing);
     }
 }
+
+/// <summary>
+/// The content of a <c>101 Switching Protocols</c> response: the connection itself, readable and writable (as
+/// SocketsHttpHandler hands it out). Disposing the content closes the connection.
+/// </summary>
+internal sealed class SwitchedContent(Stream connection) : HttpContent
+{
+    protected override Task SerializeToStreamAsync(Stream target, TransportContext? context) => connection.CopyToAsync(target);
+
+    protected override bool TryComputeLength(out long length)
+    {
+        length = 0;
+        return false;
+    }
+
+    protected override Task<Stream> CreateContentReadStreamAsync() => Task.FromResult(connection);
+
+    protected override Stream CreateContentReadStream(CancellationToken cancellationToken) => connection;
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) connection.Dispose();
+        base.Dispose(disposing);
+    }
+}

@@ -312,6 +312,9 @@ internal static class CoreAdapter
         return r.IsOk ? r.ResultValue : null;
     }
 
+    /// <summary>True for a 101, or a 2xx to CONNECT: the connection now carries another protocol.</summary>
+    public static bool IsSwitching(IncomingResponse response) => response.Kind.IsSwitching;
+
     /// <summary>True for a response the client reads past (1xx except 101).</summary>
     public static bool IsInterim(IncomingResponse response) => response.Kind.IsInterim;
 

@@ -18,7 +18,7 @@ internal sealed class MessageWriter(PipeWriter writer, TurnGate gate, HeadReader
     /// instead of <c>100 Continue</c> leaves the body unsent, and the connection carries no further request.
     /// </summary>
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
-    public async ValueTask WriteRequestAsync(int slot, OutgoingRequest request, HttpContent? content, ClientTrace? trace,
+    public async ValueTask WriteRequestAsync(int slot, OutgoingRequest request, HttpContent? content, Func<Headers>? trailers, ClientTrace? trace,
         TimeSpan? continueWait, InterimTally? tally, CancellationToken ct)
     {
         var bodySent = true;
@@ -40,7 +40,7 @@ internal sealed class MessageWriter(PipeWriter writer, TurnGate gate, HeadReader
                 Hooks.Fire(nameof(ClientTrace.Wait100Continue), trace?.Wait100Continue);
                 bodySent = await heads.AwaitContinueAsync(trace, wait, tally!, ct).ConfigureAwait(false);
             }
-            if (bodySent) await BodyWriteStream.WriteAsync(writer, content, request.Body, null, ct).ConfigureAwait(false);
+            if (bodySent) await BodyWriteStream.WriteAsync(writer, content, request.Body, trailers, ct).ConfigureAwait(false);
             await BodyWriteStream.FlushAsync(writer, ct).ConfigureAwait(false);
             if (trace?.WroteRequest is { } wroteRequest) Hooks.Fire(nameof(ClientTrace.WroteRequest), wroteRequest, new WroteRequestInfo(null));
         }

@@ -140,6 +140,24 @@ internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout, 
         }
     }
 
+    /// <summary>Forgets a connection that was taken over (after a protocol switch): it stays open, its place
+    /// goes to a waiter.</summary>
+    public void Forget(PooledConnection c)
+    {
+        lock (gate)
+        {
+            total--;
+            while (waiters.Count > 0)
+            {
+                if (waiters.Dequeue().TrySetResult(null))
+                {
+                    total++;
+                    return;
+                }
+            }
+        }
+    }
+
     /// <summary>Takes <paramref name="c"/> out of the idle list again and closes it (nothing when it is not idle).</summary>
     public void TakeBack(PooledConnection c)
     {

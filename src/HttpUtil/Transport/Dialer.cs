@@ -191,10 +191,35 @@ internal sealed class Dialer(Transport options)
     }
 }
 
+/// <summary>A stream whose sending direction can end on its own (a half-close).</summary>
+internal interface IWriteShutdown
+{
+    /// <summary>Ends the sending direction; reads go on.</summary>
+    ValueTask ShutdownWriteAsync();
+}
+
 /// <summary>A stream that reads through a pipe reader (which may hold bytes already read) and writes
 /// straight to the stream under it: a hijacked connection used as one stream again.</summary>
-internal sealed class TunnelStream(PipeReader reader, Stream stream) : Stream
+internal sealed class TunnelStream(PipeReader reader, Stream stream, Socket? socket = null) : Stream, IWriteShutdown
 {
+    /// <summary>Ends the sending direction (a TCP FIN) while reads go on; without a plain socket under the
+    /// stream (TLS), nothing happens.</summary>
+    public ValueTask ShutdownWriteAsync()
+    {
+        if (socket is not null && stream is NetworkStream)
+        {
+            try
+            {
+                socket.Shutdown(SocketShutdown.Send);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                // Already closed: the other side sees the end either way.
+            }
+        }
+        return ValueTask.CompletedTask;
+    }
+
     private readonly Stream input = reader.AsStream();
 
     public override bool CanRead => true;

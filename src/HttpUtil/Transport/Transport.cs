@@ -143,6 +143,7 @@ public sealed class Transport : HttpMessageHandler
             {
                 await conn.Client.WriteCoreAsync(request, cancellationToken).ConfigureAwait(false);
                 var (response, body) = await conn.Client.ReadCoreAsync(request, cancellationToken).ConfigureAwait(false);
+                if (response is WireResponseMessage { Wire.Switching: true }) return await SwitchAsync(pool, conn, response, cancellationToken).ConfigureAwait(false);
                 conn.Body = body;
                 conn.Trace = trace;
                 body.OnEnded(static (c, clean) => ((PooledConnection)c).Owner.Release((PooledConnection)c, clean), conn);
@@ -159,6 +160,23 @@ public sealed class Transport : HttpMessageHandler
                 throw Wrap(ex);
             }
         }
+    }
+
+    /// <summary>After a 101: the connection leaves the pool and becomes the response's content, a stream that
+    /// reads what the server sends and writes to it (as SocketsHttpHandler hands it out).</summary>
+    private static async ValueTask<HttpResponseMessage> SwitchAsync(HostPool pool, PooledConnection conn, HttpResponseMessage response,
+        CancellationToken ct)
+    {
+        var taken = await conn.Client.HijackAsync(ct).ConfigureAwait(false);
+        pool.Forget(conn);
+        var old = response.Content;
+        response.Content = new SwitchedContent(new TunnelStream(taken.Reader, taken.Stream, conn.Socket));
+        if (old is not null)
+        {
+            foreach (var h in old.Headers) response.Content.Headers.TryAddWithoutValidation(h.Key, h.Value);
+            old.Dispose();
+        }
+        return response;
     }
 
     private HostPool NewPool()
