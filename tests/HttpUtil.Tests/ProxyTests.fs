@@ -681,25 +681,19 @@ let ``HEAD, 204 and 304 carry no body through the proxy`` () =
     }
     |> sync
 
-/// The most the managed heap grew above `baseline` while `work` ran (sampled every few milliseconds).
+/// The most the managed heap grew above `baseline` while `work` ran (sampled by a timer every 5 ms).
 let peakHeapDuring (work: unit -> Task) =
     task {
         GC.Collect()
         GC.WaitForPendingFinalizers()
         let baseline = GC.GetTotalMemory true
-        let mutable peak = baseline
-        use stop = new CancellationTokenSource()
+        let peak = ref baseline
 
-        let sampler =
-            Task.Run(fun () ->
-                while not stop.IsCancellationRequested do
-                    peak <- max peak (GC.GetTotalMemory false)
-                    Thread.Yield() |> ignore)
+        use _sampler =
+            new Timer((fun _ -> peak.Value <- max peak.Value (GC.GetTotalMemory false)), null, 0, 5)
 
         do! work ()
-        stop.Cancel()
-        do! sampler
-        return peak - baseline
+        return max peak.Value (GC.GetTotalMemory false) - baseline
     }
 
 /// A stream of `length` bytes made on the fly (nothing held).

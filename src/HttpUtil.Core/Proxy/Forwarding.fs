@@ -31,11 +31,11 @@ type HopPlan internal (tokens: string[], upgrade: string | null, teTrailers: boo
 
 /// How often the proxy flushes a response body to the client.
 type FlushMode =
-    /// Only when its buffer is full and at the end.
+    /// When its buffer is full, at the end, and whenever the upstream pauses.
     | Buffered = 0
     /// After every write.
     | EveryWrite = 1
-    /// When bytes have waited for the interval (and when the buffer is full, and at the end).
+    /// As `Buffered`, except that after a pause bytes wait up to the interval for more to join them.
     | Periodic = 2
 
 /// Every forwarding decision of a reverse proxy (Go's `httputil.ReverseProxy`), as pure functions:

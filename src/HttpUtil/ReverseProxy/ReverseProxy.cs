@@ -110,9 +110,11 @@ public sealed class ReverseProxy
     public HttpMessageHandler? Transport { get; set; }
 
     /// <summary>
-    /// How often the response body is flushed to the client while it is copied: zero, when the copy buffer is full
-    /// and at the end; negative, after every write; positive, when bytes have waited that long. Responses of type
-    /// <c>text/event-stream</c> and of unknown length are flushed after every write whatever this says.
+    /// How often the response body is flushed to the client while it is copied: zero, when the copy buffer (32 KiB) is
+    /// full, at the end, and whenever the upstream pauses (so no byte, and not the head, waits on a stalled upstream;
+    /// Go's zero holds bytes until its buffer fills); negative, after every write; positive, like zero except that
+    /// after a pause bytes wait up to this long for more to join them. Responses of type <c>text/event-stream</c> and
+    /// of unknown length are flushed after every write whatever this says.
     /// </summary>
     public TimeSpan FlushInterval { get; set; }
 
@@ -444,7 +446,13 @@ public sealed class ReverseProxy
                 try
                 {
                     var read = upstream.ReadAsync(buffer, aborted);
-                    if (mode == FlushMode.Periodic && unflushed > 0 && !read.IsCompleted)
+                    if (mode == FlushMode.Buffered && unflushed > 0 && !read.IsCompleted)
+                    {
+                        // The upstream paused: what it sent so far goes out now rather than wait on it.
+                        if (!await FlushAsync(context, writer, aborted).ConfigureAwait(false)) return -1;
+                        (unflushed, lastFlush) = (0, TimeProvider.GetTimestamp());
+                    }
+                    else if (mode == FlushMode.Periodic && unflushed > 0 && !read.IsCompleted)
                     {
                         // Bytes are waiting and the upstream is slow: flush them when the interval passes first.
                         var pending = read.AsTask();
@@ -461,7 +469,12 @@ public sealed class ReverseProxy
                     BodyFailed(context, ex, aborted, copied);
                     return -1;
                 }
-                if (n == 0) break;
+                if (n == 0)
+                {
+                    // The last bytes go out before the handler returns (the host does not always send what is left).
+                    if (unflushed > 0 && !await FlushAsync(context, writer, aborted).ConfigureAwait(false)) return -1;
+                    break;
+                }
                 try
                 {
                     writer.Write(buffer.AsSpan(0, n));
