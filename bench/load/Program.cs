@@ -7,12 +7,15 @@
 //       --alloc-types yes also prints to standard error the types allocated most in the window (sampled).
 //   server --impl serverconn|kestrel --port P [--size N]
 //       answers every request with N bytes (default 1024) until killed; prints "ready" once listening.
+//   proxy --upstream URL --port P
+//       ReverseProxy.NewSingleHost(URL) on Kestrel (bench/proxy); prints "ready" once listening.
 using HttpUtil.Load;
 
 return args.FirstOrDefault() switch
 {
     "client" => await LoadClient.RunAsync(Options.Parse(args[1..])),
     "server" => await LoadServers.RunAsync(Options.Parse(args[1..])),
+    "proxy" => await LoadProxy.RunAsync(Options.Parse(args[1..])),
     _ => Usage(),
 };
 
@@ -20,5 +23,6 @@ static int Usage()
 {
     Console.Error.WriteLine("usage: HttpUtil.Load client --handler transport|sockets --url U --concurrency C [--warmup S] [--duration S]");
     Console.Error.WriteLine("       HttpUtil.Load server --impl serverconn|kestrel --port P [--size N]");
+    Console.Error.WriteLine("       HttpUtil.Load proxy --upstream URL --port P");
     return 2;
 }

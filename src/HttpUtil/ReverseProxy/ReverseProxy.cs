@@ -110,11 +110,11 @@ public sealed class ReverseProxy
     public HttpMessageHandler? Transport { get; set; }
 
     /// <summary>
-    /// How often the response body is flushed to the client while it is copied: zero, when the copy buffer (32 KiB) is
-    /// full, at the end, and whenever the upstream pauses (so no byte, and not the head, waits on a stalled upstream;
-    /// Go's zero holds bytes until its buffer fills); negative, after every write; positive, like zero except that
-    /// after a pause bytes wait up to this long for more to join them. Responses of type <c>text/event-stream</c> and
-    /// of unknown length are flushed after every write whatever this says.
+    /// How often the response body is flushed to the client while it is copied (reads take up to 32 KiB): zero, when
+    /// the copy buffer is full, at the end, and whenever the upstream pauses, so no byte (and not the head) waits on a
+    /// stalled upstream (with the default pool every read is sent as it arrives); negative, after every write;
+    /// positive, like zero except that after a pause bytes wait up to this long for more to join them. Responses of
+    /// type <c>text/event-stream</c> and of unknown length are flushed after every write whatever this says.
     /// </summary>
     public TimeSpan FlushInterval { get; set; }
 
@@ -123,7 +123,9 @@ public sealed class ReverseProxy
     /// error.</summary>
     public ILogger? ErrorLog { get; set; }
 
-    /// <summary>Where the buffers that bodies are copied through come from; null: <see cref="SharedBufferPool"/>.</summary>
+    /// <summary>Where the buffers that bodies are copied through come from (Go's <c>BufferPool</c>); null:
+    /// <see cref="SharedBufferPool"/> (<see cref="System.Buffers.ArrayPool{T}.Shared"/>), and response bytes after the
+    /// first read are read straight into the front server's own pooled output buffers, with no copy in between.</summary>
     public IBufferPool? BufferPool { get; set; }
 
     /// <summary>Changes the upstream's response before it is copied (Go's <c>ModifyResponse</c>); its hop-by-hop fields
@@ -416,15 +418,21 @@ public sealed class ReverseProxy
         return res.ContentLength ?? -1;
     }
 
-    /// <summary>Copies the body as the core's flush rule says; returns the bytes copied, or -1 after a failure
-    /// (which aborted the client's connection).</summary>
+    /// <summary>
+    /// Copies the body as the core's flush rule says; returns the bytes copied, or -1 after a failure (which aborted the
+    /// client's connection). The first read goes through a pooled buffer and out with the response head in one write.
+    /// With the default pool, later reads land straight in the front server's output buffers (no copy) and are flushed
+    /// as they arrive; with a <see cref="BufferPool"/> of the user's, or a positive <see cref="FlushInterval"/>, every
+    /// read goes through a pooled buffer.
+    /// </summary>
     private async Task<long> CopyResponseBodyAsync(HttpContext context, HttpResponseMessage response, long contentLength, IBufferPool pool)
     {
         var aborted = context.RequestAborted;
         var mode = Forwarding.flushMode(FlushInterval, context.Response.ContentType, contentLength);
+        var direct = BufferPool is null && mode != FlushMode.Periodic;
         var interval = FlushInterval;
         var writer = context.Response.BodyWriter;
-        var buffer = pool.Rent(CopyBufferSize);
+        byte[]? rented = null;
         long copied = 0;
         var unflushed = 0;
         var lastFlush = TimeProvider.GetTimestamp();
@@ -442,25 +450,32 @@ public sealed class ReverseProxy
             }
             while (true)
             {
+                var started = context.Response.HasStarted;
+                var intoWriter = direct && started && (contentLength < 0 || copied < contentLength);
+                var dest = intoWriter
+                    ? writer.GetMemory(contentLength < 0 ? CopyBufferSize : (int)Math.Min(CopyBufferSize, contentLength - copied))
+                    : (rented ??= pool.Rent(CopyBufferSize));
                 int n;
                 try
                 {
-                    var read = upstream.ReadAsync(buffer, aborted);
-                    if (mode == FlushMode.Buffered && unflushed > 0 && !read.IsCompleted)
+                    var read = upstream.ReadAsync(dest, aborted);
+                    if (!intoWriter && unflushed > 0 && !read.IsCompleted)
                     {
-                        // The upstream paused: what it sent so far goes out now rather than wait on it.
-                        if (!await FlushAsync(context, writer, aborted).ConfigureAwait(false)) return -1;
+                        if (mode == FlushMode.Periodic)
+                        {
+                            // Bytes are waiting and the upstream is slow: flush them when the interval passes first.
+                            var pending = read.AsTask();
+                            var waited = interval - TimeProvider.GetElapsedTime(lastFlush);
+                            if (waited > TimeSpan.Zero) await Task.WhenAny(pending, Task.Delay(waited, TimeProvider, aborted)).ConfigureAwait(false);
+                            if (!pending.IsCompleted && !await FlushAsync(context, writer, aborted).ConfigureAwait(false)) return -1;
+                            read = new ValueTask<int>(pending);
+                        }
+                        else if (!await FlushAsync(context, writer, aborted).ConfigureAwait(false))
+                        {
+                            // The upstream paused: what it sent so far goes out now rather than wait on it.
+                            return -1;
+                        }
                         (unflushed, lastFlush) = (0, TimeProvider.GetTimestamp());
-                    }
-                    else if (mode == FlushMode.Periodic && unflushed > 0 && !read.IsCompleted)
-                    {
-                        // Bytes are waiting and the upstream is slow: flush them when the interval passes first.
-                        var pending = read.AsTask();
-                        var waited = interval - TimeProvider.GetElapsedTime(lastFlush);
-                        if (waited > TimeSpan.Zero) await Task.WhenAny(pending, Task.Delay(waited, TimeProvider, aborted)).ConfigureAwait(false);
-                        if (!pending.IsCompleted && !await FlushAsync(context, writer, aborted).ConfigureAwait(false)) return -1;
-                        (unflushed, lastFlush) = (0, TimeProvider.GetTimestamp());
-                        read = new ValueTask<int>(pending);
                     }
                     n = await read.ConfigureAwait(false);
                 }
@@ -475,16 +490,37 @@ public sealed class ReverseProxy
                     if (unflushed > 0 && !await FlushAsync(context, writer, aborted).ConfigureAwait(false)) return -1;
                     break;
                 }
+                copied += n;
+                if (intoWriter || !started)
+                {
+                    try
+                    {
+                        if (intoWriter) writer.Advance(n);
+                        // Not started: the head and these bytes leave in one write.
+                        var r = intoWriter ? await writer.FlushAsync(aborted).ConfigureAwait(false) : await writer.WriteAsync(dest[..n], aborted).ConfigureAwait(false);
+                        if (r.IsCanceled || r.IsCompleted)
+                        {
+                            ClientGone(context, null, copied);
+                            return -1;
+                        }
+                    }
+                    catch (Exception ex)
+                    {
+                        ClientGone(context, ex, copied);
+                        return -1;
+                    }
+                    lastFlush = TimeProvider.GetTimestamp();
+                    continue;
+                }
                 try
                 {
-                    writer.Write(buffer.AsSpan(0, n));
+                    writer.Write(dest.Span[..n]);
                 }
                 catch (Exception ex)
                 {
                     ClientGone(context, ex, copied);
                     return -1;
                 }
-                copied += n;
                 unflushed += n;
                 var due = mode switch
                 {
@@ -500,7 +536,7 @@ public sealed class ReverseProxy
         }
         finally
         {
-            pool.Return(buffer);
+            if (rented is not null) pool.Return(rented);
         }
     }
 
