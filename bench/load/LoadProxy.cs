@@ -22,6 +22,15 @@ internal static class LoadProxy
         app.Run(proxy.ServeHttpAsync);
         await app.StartAsync();
         Console.WriteLine("ready");
+        // --alloc-types S: after S seconds, sample allocations for 5 s and print the top types to standard error.
+        if (o.GetDouble("alloc-types", 0) is var after and > 0)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(after));
+            using var sampler = new AllocationSampler();
+            sampler.Start();
+            await Task.Delay(TimeSpan.FromSeconds(5));
+            foreach (var (type, share) in sampler.Top(25)) Console.Error.WriteLine($"{share,6:P1}  {type}");
+        }
         await Task.Delay(Timeout.Infinite, app.Lifetime.ApplicationStopping).ContinueWith(_ => { });
         return 0;
     }

@@ -155,6 +155,11 @@ module Forwarding =
         elif isHopByHop name || namedByConnection plan name then FieldFate.Drop
         else FieldFate.Forward
 
+    /// One field line's value for a field that arrived as several (HTTP/2 splits `Cookie` into pieces): `Cookie`
+    /// pieces joined with `; ` (RFC 9113 section 8.2.3), other values with `, ` (RFC 9110 section 5.3).
+    let joinValues (name: string) (values: string[]) =
+        String.Join((if same name "Cookie" then "; " else ", "), values)
+
     /// The fields the proxy adds to a forwarded request after the hop-by-hop ones were dropped:
     /// `Te: trailers` when the client asked for trailers, and `Connection: Upgrade` with the `Upgrade`
     /// field for an upgrade.
@@ -248,9 +253,7 @@ module Forwarding =
         | "" -> element
         | p -> p + ", " + element
 
-    /// Splits a request-target into its path and query (without the `?`). An absolute-form target gives
-    /// the path and query of its URI; an empty path becomes `/`.
-    let splitTarget (target: string) : struct (string * string) =
+    let private splitTargetSlow (target: string) : struct (string * string) =
         let pathStart =
             if target.StartsWith('/') then
                 0
@@ -277,13 +280,22 @@ module Forwarding =
 
             struct ((if path.Length = 0 then "/" else path), query)
 
+    /// Splits a request-target into its path and query (without the `?`). An absolute-form target gives
+    /// the path and query of its URI; an empty path becomes `/`.
+    let splitTarget (target: string) : struct (string * string) =
+        if target.Length > 0 && target[0] = '/' && target.IndexOf('?') < 0 then
+            struct (target, "")
+        else
+            splitTargetSlow target
+
     /// The upstream path: the target's path and the request's joined with exactly one slash between them
     /// (both in their escaped form, so `%2F` stays as sent).
     let joinPath (targetPath: string) (requestPath: string) =
         let a = targetPath.EndsWith('/')
         let b = requestPath.StartsWith('/')
 
-        if a && b then targetPath + requestPath.Substring(1)
+        if a && b && targetPath.Length = 1 then requestPath
+        elif a && b then targetPath + requestPath.Substring(1)
         elif not a && not b then targetPath + "/" + requestPath
         else targetPath + requestPath
 

@@ -266,6 +266,13 @@ internal static class CoreAdapter
     public static OutgoingRequest PrepareRequest(HttpRequestMessage request, bool absoluteForm)
     {
         var uri = request.RequestUri ?? throw new ArgumentException("the request has no RequestUri", nameof(request));
+        if (request is ForwardedRequestMessage { Fields: { } forwarded } f)
+        {
+            var direct = Exchange.prepareRequest(request.Method.Method, uri, ToCore(request.Version), absoluteForm, f.Host, forwarded,
+                Describe(request.Content, null));
+            if (direct.IsError) throw Invalid("the request cannot be written", direct.ErrorValue);
+            return direct.ResultValue;
+        }
         var fields = TakeScratch();
         AddFields(fields, request.Headers, "Host");
         if (request.Content is { } content) AddFields(fields, content.Headers);

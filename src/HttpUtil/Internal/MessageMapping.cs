@@ -44,7 +44,8 @@ internal static class MessageMapping
             RequestMessage = request,
         };
         HttpContent? content = new BodyContent(body);
-        CopyFields(head.Headers, response.Headers, ref content);
+        // A reverse proxy that copies the wire head itself needs no .NET copy of the fields.
+        if (request is not ForwardedRequestMessage { SkipsResponseFields: true }) CopyFields(head.Headers, response.Headers, ref content);
         response.Content = content;
         return response;
     }

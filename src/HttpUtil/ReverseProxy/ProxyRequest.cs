@@ -79,6 +79,20 @@ public sealed class ProxyRequest
     }
 }
 
+/// <summary>An upstream's parts, taken apart once: <c>scheme://authority</c>, the escaped path, the query without
+/// <c>?</c>.</summary>
+internal sealed record UpstreamTarget(string Authority, string Path, string Query)
+{
+    /// <summary>The parts of <paramref name="target"/>.</summary>
+    /// <exception cref="ArgumentException">Not an absolute http or https URI.</exception>
+    public static UpstreamTarget Of(Uri target)
+    {
+        if (!target.IsAbsoluteUri || (target.Scheme != Uri.UriSchemeHttp && target.Scheme != Uri.UriSchemeHttps))
+            throw new ArgumentException($"the upstream must be an absolute http or https URI, not {target}", nameof(target));
+        return new UpstreamTarget(target.GetLeftPart(UriPartial.Authority), target.AbsolutePath, target.Query.Length > 0 ? target.Query[1..] : "");
+    }
+}
+
 /// <summary>Upstream URIs and client addresses, from the core's rules.</summary>
 internal static class ProxyUrls
 {
@@ -92,22 +106,22 @@ internal static class ProxyUrls
     }
 
     /// <summary>The upstream URI for <paramref name="context"/>'s request sent to <paramref name="target"/>.</summary>
-    public static Uri Upstream(Uri target, HttpContext context, ReverseProxy proxy)
+    public static Uri Upstream(Uri target, HttpContext context, ReverseProxy proxy) => Upstream(UpstreamTarget.Of(target), context, proxy);
+
+    /// <summary>The upstream URI for <paramref name="context"/>'s request sent to <paramref name="target"/>.</summary>
+    public static Uri Upstream(UpstreamTarget target, HttpContext context, ReverseProxy proxy)
     {
-        if (!target.IsAbsoluteUri || (target.Scheme != Uri.UriSchemeHttp && target.Scheme != Uri.UriSchemeHttps))
-            throw new ArgumentException($"the upstream must be an absolute http or https URI, not {target}", nameof(target));
         var (path, query) = Forwarding.splitTarget(RawTarget(context));
-        if (Forwarding.sanitizeQuery(query) is { } clean)
+        if (query.Length > 0 && Forwarding.sanitizeQuery(query) is { } clean)
         {
             proxy.NoteQuerySanitized(query);
             query = clean;
         }
-        var targetQuery = target.Query.Length > 0 ? target.Query[1..] : "";
-        var joinedQuery = Forwarding.joinQuery(targetQuery, query);
-        var joined = Forwarding.joinPath(target.AbsolutePath, path);
+        var joinedQuery = Forwarding.joinQuery(target.Query, query);
+        var joined = Forwarding.joinPath(target.Path, path);
         var text = joinedQuery.Length == 0
-            ? string.Concat(target.GetLeftPart(UriPartial.Authority), joined)
-            : string.Concat(target.GetLeftPart(UriPartial.Authority), joined, "?", joinedQuery);
+            ? string.Concat(target.Authority, joined)
+            : string.Concat(target.Authority, joined, "?", joinedQuery);
         return new Uri(text, UriKind.Absolute);
     }
 

@@ -39,7 +39,8 @@ public sealed class ReverseProxy
     private const int CopyBufferSize = 32 * 1024;
     private static readonly Lazy<Transport> SharedTransport = new(() => new Transport { MaxIdleConnsPerHost = 256 });
 
-    private readonly Uri? singleHostTarget;
+    private readonly UpstreamTarget? singleHostTarget;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<CancellationTokenSource> deadlines = new();
     private readonly Action<HttpRequestMessage>? singleHostDirector;
     private HttpMessageInvoker? invoker;
     private ILogger? hostLogger;
@@ -52,7 +53,7 @@ public sealed class ReverseProxy
 
     private ReverseProxy(Uri target)
     {
-        singleHostTarget = target;
+        singleHostTarget = UpstreamTarget.Of(target);
         singleHostDirector = request => request.RequestUri = SingleHostUri(target, request.RequestUri);
         Director = singleHostDirector;
     }
@@ -185,8 +186,16 @@ public sealed class ReverseProxy
         var content = bodyFeature?.CanHaveBody ?? request.ContentLength > 0
             ? new RequestBodyContent(request, pool, CopyBufferSize)
             : null;
-        using var outgoing = new HttpRequestMessage(HttpMethod.Parse(request.Method), (Uri?)null) { Content = content };
-        CopyRequestFields(headers, plan, outgoing);
+        using var outgoing = new ForwardedRequestMessage(HttpMethod.Parse(request.Method))
+        {
+            Content = content,
+            SkipsResponseFields = ModifyResponse is null,
+        };
+        // Without hooks that read or change the outgoing headers, our Transport writes the core's fields directly.
+        var direct = Rewrite is null && Proxy is null && singleHostTarget is not null && ReferenceEquals(Director, singleHostDirector)
+            && (Transport ?? DefaultTransport) is HttpUtil.Transport;
+        if (direct) ForwardFields(context, headers, plan, outgoing);
+        else CopyRequestFields(headers, plan, outgoing);
         if (content is not null && request.ContentLength is null && request.SupportsTrailers())
             outgoing.WithTrailers(() => Trailers(context));
 
@@ -195,7 +204,8 @@ public sealed class ReverseProxy
 
         try
         {
-            if (!RunRequestHooks(context, outgoing, plan))
+            if (direct) outgoing.RequestUri = ProxyUrls.Upstream(singleHostTarget!, context, this);
+            else if (!RunRequestHooks(context, outgoing, plan))
             {
                 await FailAsync(context, new ReverseProxyException(ProxyError.Hook,
                     "the proxy has no upstream: set Rewrite, Director or Proxy, or use NewSingleHost")).ConfigureAwait(false);
@@ -210,18 +220,25 @@ public sealed class ReverseProxy
         }
 
         HttpResponseMessage response;
-        using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(aborted))
+        // The upstream deadline, cancelled by the client's abort too; its source is reused across requests.
+        if (!deadlines.TryDequeue(out var deadline)) deadline = new CancellationTokenSource();
+        var abortLink = aborted.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), deadline);
+        if (UpstreamTimeout != Timeout.InfiniteTimeSpan) deadline.CancelAfter(UpstreamTimeout);
+        try
         {
-            if (UpstreamTimeout != Timeout.InfiniteTimeSpan) deadline.CancelAfter(UpstreamTimeout);
-            try
-            {
-                response = await Invoker.SendAsync(outgoing, deadline.Token).ConfigureAwait(false);
-            }
-            catch (Exception ex)
-            {
-                await FailAsync(context, SendFailure(ex, content, aborted, deadline.Token)).ConfigureAwait(false);
-                return;
-            }
+            response = await Invoker.SendAsync(outgoing, deadline.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            await FailAsync(context, SendFailure(ex, content, aborted, deadline.Token)).ConfigureAwait(false);
+            return;
+        }
+        finally
+        {
+            abortLink.Dispose();
+            // Reused only with our Transport, which lets go of the token once the head arrived.
+            if ((Transport ?? DefaultTransport) is HttpUtil.Transport && deadline.TryReset() && deadlines.Count < 1024) deadlines.Enqueue(deadline);
+            else deadline.Dispose();
         }
         timer?.HeadArrived();
 
@@ -267,6 +284,28 @@ public sealed class ReverseProxy
             1 => values[0],
             _ => string.Join(", ", values.ToArray()),
         };
+
+    /// <summary>The fast path's fields: what the core forwards, in the core's own form, then the ones it adds and
+    /// <c>X-Forwarded-For</c> (as the single host's director adds it).</summary>
+    private void ForwardFields(HttpContext context, IHeaderDictionary incoming, HopPlan plan, ForwardedRequestMessage outgoing)
+    {
+        var fields = new List<HeaderField>(incoming.Count + 2);
+        string? priorForwardedFor = null;
+        foreach (var (name, values) in incoming)
+        {
+            if (Forwarding.requestFieldFate(plan, name) != FieldFate.Forward) continue;
+            var value = values.Count == 1 ? values.ToString() : Forwarding.joinValues(name, values.ToArray()!);
+            if (string.Equals(name, "Host", StringComparison.OrdinalIgnoreCase)) outgoing.Host = value;
+            else if (string.Equals(name, "X-Forwarded-For", StringComparison.OrdinalIgnoreCase)) priorForwardedFor = value;
+            else fields.Add(new HeaderField(name, value));
+        }
+        foreach (var f in Forwarding.requestAdditions(plan)) fields.Add(f);
+        if (!OmitXForwardedFor && ProxyUrls.ClientAddress(context) is { } client)
+            fields.Add(new HeaderField("X-Forwarded-For", Forwarding.appendForwardedFor(priorForwardedFor, client)));
+        else if (priorForwardedFor is not null)
+            fields.Add(new HeaderField("X-Forwarded-For", priorForwardedFor));
+        outgoing.Fields = fields;
+    }
 
     /// <summary>The incoming fields the core forwards, then the ones it adds (<c>Te</c>, <c>Upgrade</c>).</summary>
     private static void CopyRequestFields(IHeaderDictionary incoming, HopPlan plan, HttpRequestMessage outgoing)
@@ -425,7 +464,8 @@ public sealed class ReverseProxy
     /// as they arrive; with a <see cref="BufferPool"/> of the user's, or a positive <see cref="FlushInterval"/>, every
     /// read goes through a pooled buffer.
     /// </summary>
-    private async Task<long> CopyResponseBodyAsync(HttpContext context, HttpResponseMessage response, long contentLength, IBufferPool pool)
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<long> CopyResponseBodyAsync(HttpContext context, HttpResponseMessage response, long contentLength, IBufferPool pool)
     {
         var aborted = context.RequestAborted;
         var mode = Forwarding.flushMode(FlushInterval, context.Response.ContentType, contentLength);
@@ -577,9 +617,8 @@ public sealed class ReverseProxy
     /// <summary>A 101: checked by the core, then a tunnel between the client's upgraded connection and the upstream's.</summary>
     private async Task SwitchAsync(HttpContext context, HopPlan plan, HttpResponseMessage response)
     {
-        var rh = response.Headers.NonValidated;
-        var got = Forwarding.upgradeOf(rh.TryGetValues("Connection", out var c) ? Joined(c.ToArray()) : null,
-            rh.TryGetValues("Upgrade", out var u) ? Joined(u.ToArray()) : null);
+        var fields = ResponseFields(response);
+        var got = Forwarding.upgradeOf(FieldValue(fields, "Connection"), FieldValue(fields, "Upgrade"));
         if (Forwarding.checkSwitch(plan.Upgrade, got) is { } mismatch)
         {
             await FailAsync(context, new ReverseProxyException(ProxyError.UpgradeMismatch, mismatch)).ConfigureAwait(false);
@@ -593,9 +632,9 @@ public sealed class ReverseProxy
             return;
         }
         var responsePlan = Forwarding.planResponse(null, got);
-        foreach (var (name, values) in rh)
+        foreach (var (name, value) in fields)
         {
-            if (Forwarding.responseFieldFate(responsePlan, true, name) == FieldFate.Forward) context.Response.Headers.Append(name, values.ToArray());
+            if (Forwarding.responseFieldFate(responsePlan, true, name) == FieldFate.Forward) context.Response.Headers.Append(name, value);
         }
         Stream upstream, client;
         try
@@ -614,6 +653,32 @@ public sealed class ReverseProxy
             await UpgradeTunnel.RunAsync(client, upstream, BufferPool ?? SharedBufferPool.Instance, CopyBufferSize, Logger(context))
                 .ConfigureAwait(false);
         }
+    }
+
+    /// <summary>A response's fields as (name, value) lines: the wire head when there is one, else the .NET headers.</summary>
+    private static List<(string Name, string Value)> ResponseFields(HttpResponseMessage response)
+    {
+        var all = new List<(string, string)>();
+        if (response.GetWireHead() is { } head)
+        {
+            foreach (var f in head.Headers.AsSpan()) all.Add((f.Name, f.Value));
+            return all;
+        }
+        foreach (var (name, values) in response.Headers.NonValidated)
+        {
+            foreach (var v in values) all.Add((name, v));
+        }
+        return all;
+    }
+
+    private static string? FieldValue(List<(string Name, string Value)> fields, string name)
+    {
+        string? joined = null;
+        foreach (var (n, v) in fields)
+        {
+            if (string.Equals(n, name, StringComparison.OrdinalIgnoreCase)) joined = joined is null ? v : joined + ", " + v;
+        }
+        return joined;
     }
 
     private async Task FailAsync(HttpContext context, ReverseProxyException error)
