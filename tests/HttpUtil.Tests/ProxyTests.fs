@@ -1024,3 +1024,37 @@ let ``ModifyResponse changes the response; when it throws the client gets 502`` 
         Assert.That(status, Is.EqualTo 502)
     }
     |> sync
+
+/// The repository's root (where HttpUtil.sln is), found from the test assembly's folder.
+let private repositoryRoot () =
+    let mutable d = DirectoryInfo(AppContext.BaseDirectory)
+
+    while not (isNull d) && not (File.Exists(Path.Combine(d.FullName, "HttpUtil.sln"))) do
+        d <- d.Parent
+
+    if isNull d then
+        failwith "HttpUtil.sln not found above the test assembly"
+
+    d.FullName
+
+[<Test>]
+let ``the README's ReverseProxy example is the compiled examples/SingleHostProxy, and it prints the backend's text`` () =
+    task {
+        let root = repositoryRoot ()
+        // bin/<Configuration>/net10.0: the example is built in the same configuration as the tests.
+        let configuration = DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent.Name
+
+        let dll =
+            Path.Combine(root, "examples", "SingleHostProxy", "bin", configuration, "net10.0", "SingleHostProxy.dll")
+
+        let! code, out, err = run "dotnet" [ dll ] |> within 60.0
+        Assert.That(code, Is.EqualTo 0, err)
+        Assert.That(out.Trim(), Is.EqualTo "this call was relayed by the reverse proxy")
+
+        let source =
+            File.ReadAllText(Path.Combine(root, "examples", "SingleHostProxy", "Program.cs")).Replace("\r\n", "\n").Trim()
+
+        let readme = File.ReadAllText(Path.Combine(root, "README.md")).Replace("\r\n", "\n")
+        Assert.That(readme, Does.Contain source, "the README quotes examples/SingleHostProxy/Program.cs as it is")
+    }
+    |> sync
