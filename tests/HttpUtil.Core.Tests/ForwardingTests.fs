@@ -16,22 +16,31 @@ let private recased (name: string) =
         return
             String(
                 Seq.zip name flips
-                |> Seq.map (fun (c, f) -> if f then Char.ToUpperInvariant c else Char.ToLowerInvariant c)
+                |> Seq.map (fun (c, f) ->
+                    if f then
+                        Char.ToUpperInvariant c
+                    else
+                        Char.ToLowerInvariant c)
                 |> Array.ofSeq
             )
     }
 
-let private hopName = Gen.elements (List.ofArray Forwarding.hopByHop) |> Gen.bind recased
+let private hopName =
+    Gen.elements (List.ofArray Forwarding.hopByHop) |> Gen.bind recased
 
 let private ordinaryName =
     token
     |> Gen.filter (fun n ->
         not (Forwarding.isHopByHop n)
-        && not (Array.exists (fun f -> String.Equals(f, n, StringComparison.OrdinalIgnoreCase)) Forwarding.forwardingFields)
+        && not (
+            Array.exists (fun f -> String.Equals(f, n, StringComparison.OrdinalIgnoreCase)) Forwarding.forwardingFields
+        )
         && not (String.Equals(n, "Content-Length", StringComparison.OrdinalIgnoreCase)))
 
 let private segment =
-    Gen.elements [ "a"; "b"; "%2F"; "x y"; "ü"; ""; "."; ".." ] |> Gen.listOf |> Gen.map (String.concat "/")
+    Gen.elements [ "a"; "b"; "%2F"; "x y"; "ü"; ""; "."; ".." ]
+    |> Gen.listOf
+    |> Gen.map (String.concat "/")
 
 type ForwardingArbitraries =
     static member Names() =
@@ -71,7 +80,9 @@ let ``forwarding fields survive a Director and are dropped before a Rewrite`` ()
 [<Test>]
 let ``Te trailers and an upgrade are added back; nothing else is added`` () =
     let names (plan: HopPlan) =
-        Forwarding.requestAdditions plan |> Array.map (fun f -> f.ToString()) |> List.ofArray
+        Forwarding.requestAdditions plan
+        |> Array.map (fun f -> f.ToString())
+        |> List.ofArray
 
     Assert.That(names (Forwarding.planRequest null null null false), Is.Empty)
     Assert.That(names (Forwarding.planRequest null null "gzip, trailers" false), Is.EqualTo(box [ "Te: trailers" ]))
@@ -106,15 +117,24 @@ let ``a protocol switch is checked against what was asked`` () =
     for asked, got, ok in cases do
         Assert.That(isNull (Forwarding.checkSwitch asked got), Is.EqualTo ok, sprintf "%A -> %A" asked got)
 
-    Assert.That(Forwarding.checkRequestUpgrade (Forwarding.planRequest "upgrade" "web\u0007socket" null false), Is.Not.Null)
+    Assert.That(
+        Forwarding.checkRequestUpgrade (Forwarding.planRequest "upgrade" "web\u0007socket" null false),
+        Is.Not.Null
+    )
+
     Assert.That(Forwarding.checkRequestUpgrade (Forwarding.planRequest "upgrade" "websocket" null false), Is.Null)
 
 [<Property>]
 let ``paths are joined with exactly one slash, both kept whole otherwise`` () =
     Prop.forAll (Gen.zip segment segment |> Arb.fromGen) (fun (a, b) ->
         let a = "/" + a
-        let stripEnd (s: string) = if s.EndsWith "/" then s.Substring(0, s.Length - 1) else s
-        let stripStart (s: string) = if s.StartsWith "/" then s.Substring 1 else s
+
+        let stripEnd (s: string) =
+            if s.EndsWith "/" then s.Substring(0, s.Length - 1) else s
+
+        let stripStart (s: string) =
+            if s.StartsWith "/" then s.Substring 1 else s
+
         Forwarding.joinPath a b = stripEnd a + "/" + stripStart b)
 
 [<Test>]
@@ -143,7 +163,12 @@ let private queryParam =
 let ``a sanitized query keeps the clean parameters in order and nothing an upstream could split differently`` () =
     Prop.forAll (Gen.listOf queryParam |> Arb.fromGen) (fun ps ->
         let query = String.Join("&", ps)
-        let clean = ps |> List.filter (fun p -> not (p.Contains ';') && not (p.StartsWith "e=" || p.StartsWith "f=" || p.StartsWith "g="))
+
+        let clean =
+            ps
+            |> List.filter (fun p ->
+                not (p.Contains ';')
+                && not (p.StartsWith "e=" || p.StartsWith "f=" || p.StartsWith "g="))
 
         match Forwarding.sanitizeQuery query with
         | null -> clean.Length = ps.Length
@@ -164,13 +189,21 @@ let ``the flush rule: event streams and unknown lengths every write, else as con
         ]
 
     for configured, ct, length, expected in cases do
-        Assert.That(Forwarding.flushMode configured ct length, Is.EqualTo expected, sprintf "%A %A %d" configured ct length)
+        Assert.That(
+            Forwarding.flushMode configured ct length,
+            Is.EqualTo expected,
+            sprintf "%A %A %d" configured ct length
+        )
 
 [<Test>]
 let ``forwarding fields: X-Forwarded-For appends, Forwarded quotes what is not a token`` () =
     Assert.That(Forwarding.appendForwardedFor null "10.0.0.1", Is.EqualTo "10.0.0.1")
     Assert.That(Forwarding.appendForwardedFor "1.2.3.4" "10.0.0.1", Is.EqualTo "1.2.3.4, 10.0.0.1")
-    Assert.That(Forwarding.forwardedElement "192.0.2.60" "example.com" "http", Is.EqualTo "for=192.0.2.60;host=example.com;proto=http")
+
+    Assert.That(
+        Forwarding.forwardedElement "192.0.2.60" "example.com" "http",
+        Is.EqualTo "for=192.0.2.60;host=example.com;proto=http"
+    )
 
     Assert.That(
         Forwarding.forwardedElement "2001:db8::1" "example.com:8080" "https",
@@ -181,8 +214,15 @@ let ``forwarding fields: X-Forwarded-For appends, Forwarded quotes what is not a
 
 [<Test>]
 let ``Server-Timing lists the phases that happened`` () =
-    Assert.That(Forwarding.serverTiming Double.NaN Double.NaN Double.NaN 1.25 2.5, Is.EqualTo "wait;dur=1.25, total;dur=2.5")
-    Assert.That(Forwarding.serverTiming 0.1 0.2 0.3 0.4 1.0, Is.EqualTo "dns;dur=0.1, connect;dur=0.2, tls;dur=0.3, wait;dur=0.4, total;dur=1")
+    Assert.That(
+        Forwarding.serverTiming Double.NaN Double.NaN Double.NaN 1.25 2.5,
+        Is.EqualTo "wait;dur=1.25, total;dur=2.5"
+    )
+
+    Assert.That(
+        Forwarding.serverTiming 0.1 0.2 0.3 0.4 1.0,
+        Is.EqualTo "dns;dur=0.1, connect;dur=0.2, tls;dur=0.3, wait;dur=0.4, total;dur=1"
+    )
 
 [<Test>]
 let ``each proxy error has one answer`` () =

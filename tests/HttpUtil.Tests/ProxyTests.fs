@@ -54,7 +54,9 @@ type Web(configure: WebApplication -> unit, http2: bool) =
         Uri(Seq.head addresses).Port
 
     member _.Port = port
-    member _.Uri(path: string) = Uri(sprintf "http://127.0.0.1:%d%s" port path)
+
+    member _.Uri(path: string) =
+        Uri(sprintf "http://127.0.0.1:%d%s" port path)
 
     interface IAsyncDisposable with
         member _.DisposeAsync() = app.DisposeAsync()
@@ -75,7 +77,9 @@ type ListLogger() =
         member _.BeginScope<'TState>(_state: 'TState) : IDisposable = null
         member _.IsEnabled(_level: LogLevel) = true
 
-        member _.Log<'TState>(level: LogLevel, _id: EventId, state: 'TState, ex: exn, formatter: Func<'TState, exn, string>) =
+        member _.Log<'TState>
+            (level: LogLevel, _id: EventId, state: 'TState, ex: exn, formatter: Func<'TState, exn, string>)
+            =
             entries.Enqueue((level, formatter.Invoke(state, ex) + (if isNull ex then "" else " | " + ex.Message)))
 
 /// An upstream that answers with what it received: method, target, then each field as `name: value` (lower-case
@@ -84,7 +88,10 @@ let echo (ctx: HttpContext) : Task =
     task {
         let r = ctx.Request
         let sb = StringBuilder()
-        let raw = ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>().RawTarget
+
+        let raw =
+            ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>().RawTarget
+
         sb.Append(sprintf "method %s\ntarget %s\n" r.Method raw) |> ignore
 
         for h in r.Headers do
@@ -157,12 +164,25 @@ let ``request: hop-by-hop fields and every field Connection names are dropped; T
 
         let body = reply.Substring(0, reply.IndexOf "target /end")
 
-        for gone in [ "x-secret"; "keep-alive"; "proxy-authorization"; "proxy-connection"; "upgrade"; "connection" ] do
+        for gone in
+            [
+                "x-secret"
+                "keep-alive"
+                "proxy-authorization"
+                "proxy-connection"
+                "upgrade"
+                "connection"
+            ] do
             Assert.That(fieldLines gone body, Is.Empty, gone)
 
         Assert.That(fieldLines "te" body, Is.EqualTo(box [ "te: trailers" ]))
         Assert.That(fieldLines "x-kept" body, Is.EqualTo(box [ "x-kept: yes" ]))
-        Assert.That(fieldLines "host" body, Is.EqualTo(box [ "host: front.example" ]), "Host stays as the client sent it")
+
+        Assert.That(
+            fieldLines "host" body,
+            Is.EqualTo(box [ "host: front.example" ]),
+            "Host stays as the client sent it"
+        )
     }
     |> sync
 
@@ -184,7 +204,10 @@ let ``response: hop-by-hop fields and every field Connection names are dropped; 
             )
 
         use frontend = front (ReverseProxy.NewSingleHost(upstream.Uri "/"))
-        let! reply = rawExchange frontend.Port "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+
+        let! reply =
+            rawExchange frontend.Port "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+
         let head = reply.Substring(0, reply.IndexOf "\r\n\r\n").ToLowerInvariant()
         Assert.That(head, Does.StartWith "http/1.1 200")
         Assert.That(head, Does.Not.Contain "x-internal")
@@ -281,7 +304,12 @@ let ``Rewrite: client-sent forwarding fields are dropped before the hook; SetXFo
         )
 
         Assert.That(fieldLines "x-added" reply, Is.EqualTo(box [ "x-added: by-rewrite" ]), "what Rewrite sets is sent")
-        Assert.That(fieldLines "host" reply, Is.EqualTo(box [ sprintf "host: 127.0.0.1:%d" upstream.Port ]), "SetUrl sets Host")
+
+        Assert.That(
+            fieldLines "host" reply,
+            Is.EqualTo(box [ sprintf "host: 127.0.0.1:%d" upstream.Port ]),
+            "SetUrl sets Host"
+        )
     }
     |> sync
 
@@ -328,9 +356,15 @@ let ``hostile: smuggling shapes are refused or re-framed; the upstream sees exac
         for shape, refused in
             [
                 // Kestrel reads by Transfer-Encoding; the proxy sends the body it read, framed afresh.
-                "POST /cl-te HTTP/1.1\r\nHost: a\r\nContent-Length: 30\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, false
-                "POST /two-cl HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd" + smuggled, true
-                "POST /te-last HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n" + smuggled, true
+                "POST /cl-te HTTP/1.1\r\nHost: a\r\nContent-Length: 30\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                + smuggled,
+                false
+                "POST /two-cl HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd"
+                + smuggled,
+                true
+                "POST /te-last HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n"
+                + smuggled,
+                true
                 "GET /space HTTP/1.1\r\nHost: a\r\nX-Bad : 1\r\n\r\n" + smuggled, true
             ] do
             seenByFront.Clear()
@@ -349,7 +383,10 @@ let ``no User-Agent is added when the client sent none`` () =
     task {
         use upstream = Kestrel.Plain echo
         use frontend = front (ReverseProxy.NewSingleHost(upstream.Uri "/"))
-        let! reply = rawExchange frontend.Port "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+
+        let! reply =
+            rawExchange frontend.Port "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+
         Assert.That(fieldLines "user-agent" reply, Is.Empty)
     }
     |> sync
@@ -359,10 +396,16 @@ let ``NewSingleHost joins paths with one slash, keeps raw paths, merges queries`
     task {
         use upstream = Kestrel.Plain echo
         use frontend = front (ReverseProxy.NewSingleHost(upstream.Uri "/base/?t=1"))
-        let! reply = rawExchange frontend.Port "GET /a%2Fb/c?x=2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+
+        let! reply =
+            rawExchange frontend.Port "GET /a%2Fb/c?x=2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+
         Assert.That(lines reply, Does.Contain "target /base/a%2Fb/c?t=1&x=2")
         use front2 = front (ReverseProxy.NewSingleHost(upstream.Uri "/base"))
-        let! reply2 = rawExchange front2.Port "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+
+        let! reply2 =
+            rawExchange front2.Port "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+
         Assert.That(lines reply2, Does.Contain "target /base/")
     }
     |> sync
@@ -377,7 +420,9 @@ let ``a query with a semicolon or a bad escape is sanitized, and that is logged 
         use frontend = front proxy
 
         for _ in 1..2 do
-            let! reply = rawExchange frontend.Port "GET /?a=1;b=2&c=3&d=%zz&e=5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+            let! reply =
+                rawExchange frontend.Port "GET /?a=1;b=2&c=3&d=%zz&e=5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+
             Assert.That(lines reply, Does.Contain "target /?c=3&e=5")
 
         let warnings = log.Entries |> List.filter (fun (l, _) -> l = LogLevel.Warning)
@@ -464,7 +509,13 @@ let ``upstream down: 502 and an error in the log`` () =
         let! status, body = get client (frontend.Uri "/")
         Assert.That(status, Is.EqualTo 502)
         Assert.That(body, Is.Empty)
-        Assert.That(log.Entries |> List.exists (fun (l, m) -> l = LogLevel.Error && m.Contains "Upstream"), Is.True, sprintf "%A" log.Entries)
+
+        Assert.That(
+            log.Entries
+            |> List.exists (fun (l, m) -> l = LogLevel.Error && m.Contains "Upstream"),
+            Is.True,
+            sprintf "%A" log.Entries
+        )
     }
     |> sync
 
@@ -582,7 +633,10 @@ let ``a client that aborts cancels the upstream request`` () =
         use frontend = front proxy
         use client = new HttpClient()
         use cts = new CancellationTokenSource()
-        let! r = client.GetAsync(frontend.Uri "/", HttpCompletionOption.ResponseHeadersRead, cts.Token)
+
+        let! r =
+            client.GetAsync(frontend.Uri "/", HttpCompletionOption.ResponseHeadersRead, cts.Token)
+
         do! started.Wait()
         cts.Cancel()
         r.Dispose()
@@ -607,7 +661,10 @@ let ``SSE: the first event reaches the client before the upstream finishes`` () 
 
         use frontend = front (ReverseProxy.NewSingleHost(upstream.Uri "/"))
         use client = new HttpClient()
-        use! r = client.GetAsync(frontend.Uri "/events", HttpCompletionOption.ResponseHeadersRead)
+
+        use! r =
+            client.GetAsync(frontend.Uri "/events", HttpCompletionOption.ResponseHeadersRead)
+
         use! s = r.Content.ReadAsStreamAsync()
         use reader = new StreamReader(s)
         let! first = reader.ReadLineAsync() |> within 10.0
@@ -659,7 +716,11 @@ let ``HEAD, 204 and 304 carry no body through the proxy`` () =
                     Task.CompletedTask
                 | _ ->
                     ctx.Response.ContentLength <- 5L
-                    if HttpMethods.IsHead ctx.Request.Method then Task.CompletedTask else ctx.Response.WriteAsync "hello")
+
+                    if HttpMethods.IsHead ctx.Request.Method then
+                        Task.CompletedTask
+                    else
+                        ctx.Response.WriteAsync "hello")
 
         use frontend = front (ReverseProxy.NewSingleHost(upstream.Uri "/"))
 
@@ -675,7 +736,19 @@ let ``HEAD, 204 and 304 carry no body through the proxy`` () =
             |> Array.filter (fun l -> l.StartsWith "HTTP/1.1")
             |> List.ofArray
 
-        Assert.That(statuses, Is.EqualTo(box [ "HTTP/1.1 200 OK"; "HTTP/1.1 204 No Content"; "HTTP/1.1 304 Not Modified"; "HTTP/1.1 200 OK" ]))
+        Assert.That(
+            statuses,
+            Is.EqualTo(
+                box
+                    [
+                        "HTTP/1.1 200 OK"
+                        "HTTP/1.1 204 No Content"
+                        "HTTP/1.1 304 Not Modified"
+                        "HTTP/1.1 200 OK"
+                    ]
+            )
+        )
+
         Assert.That(reply, Does.Contain "Content-Length: 5")
         Assert.That(reply, Does.EndWith "\r\n\r\nhello")
     }
@@ -730,8 +803,9 @@ let ``100 MB up and 100 MB down stream through the proxy with the heap bounded``
             Kestrel.Plain(fun ctx ->
                 task {
                     if HttpMethods.IsPost ctx.Request.Method then
-                        ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>().MaxRequestBodySize <-
-                            Nullable()
+                        ctx.Features
+                            .Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()
+                            .MaxRequestBodySize <- Nullable()
 
                         let buffer = Array.zeroCreate<byte> 65536
                         let mutable total = 0L
@@ -761,7 +835,9 @@ let ``100 MB up and 100 MB down stream through the proxy with the heap bounded``
                     let! counted = up.Content.ReadAsStringAsync()
                     Assert.That(counted, Is.EqualTo(string size))
 
-                    use! down = client.GetAsync(frontend.Uri "/down", HttpCompletionOption.ResponseHeadersRead)
+                    use! down =
+                        client.GetAsync(frontend.Uri "/down", HttpCompletionOption.ResponseHeadersRead)
+
                     use! s = down.Content.ReadAsStreamAsync()
                     let buffer = Array.zeroCreate<byte> 65536
                     let mutable total = 0L
@@ -798,10 +874,22 @@ let ``WebSocket echo through the proxy`` () =
                                 let! r = ws.ReceiveAsync(ArraySegment buffer, CancellationToken.None)
 
                                 if r.MessageType = WebSocketMessageType.Close then
-                                    do! ws.CloseAsync(WebSocketCloseStatus.NormalClosure, "bye", CancellationToken.None)
+                                    do!
+                                        ws.CloseAsync(
+                                            WebSocketCloseStatus.NormalClosure,
+                                            "bye",
+                                            CancellationToken.None
+                                        )
+
                                     go <- false
                                 else
-                                    do! ws.SendAsync(ArraySegment(buffer, 0, r.Count), r.MessageType, r.EndOfMessage, CancellationToken.None)
+                                    do!
+                                        ws.SendAsync(
+                                            ArraySegment(buffer, 0, r.Count),
+                                            r.MessageType,
+                                            r.EndOfMessage,
+                                            CancellationToken.None
+                                        )
                         }
                         :> Task)),
                 false
@@ -809,15 +897,31 @@ let ``WebSocket echo through the proxy`` () =
 
         use frontend = front (ReverseProxy.NewSingleHost(upstream.Uri "/"))
         use ws = new ClientWebSocket()
-        do! ws.ConnectAsync(Uri(sprintf "ws://127.0.0.1:%d/ws" frontend.Port), CancellationToken.None).WaitAsync(TimeSpan.FromSeconds 10.0)
+
+        do!
+            ws
+                .ConnectAsync(Uri(sprintf "ws://127.0.0.1:%d/ws" frontend.Port), CancellationToken.None)
+                .WaitAsync(TimeSpan.FromSeconds 10.0)
+
         let buffer = Array.zeroCreate<byte> 4096
 
         for msg in [ "hello"; String('w', 3000) ] do
-            do! ws.SendAsync(ArraySegment(Encoding.UTF8.GetBytes msg), WebSocketMessageType.Text, true, CancellationToken.None)
+            do!
+                ws.SendAsync(
+                    ArraySegment(Encoding.UTF8.GetBytes msg),
+                    WebSocketMessageType.Text,
+                    true,
+                    CancellationToken.None
+                )
+
             let! r = ws.ReceiveAsync(ArraySegment buffer, CancellationToken.None) |> within 10.0
             Assert.That(Encoding.UTF8.GetString(buffer, 0, r.Count), Is.EqualTo msg)
 
-        do! ws.CloseAsync(WebSocketCloseStatus.NormalClosure, "done", CancellationToken.None).WaitAsync(TimeSpan.FromSeconds 10.0)
+        do!
+            ws
+                .CloseAsync(WebSocketCloseStatus.NormalClosure, "done", CancellationToken.None)
+                .WaitAsync(TimeSpan.FromSeconds 10.0)
+
         Assert.That(ws.CloseStatus, Is.EqualTo(Nullable WebSocketCloseStatus.NormalClosure))
     }
     |> sync
@@ -994,7 +1098,8 @@ let ``ServerTiming adds the upstream phases; Debug logs the exchange`` () =
         Assert.That(timing, Does.Contain "total;dur=")
 
         Assert.That(
-            log.Entries |> List.exists (fun (l, m) -> l = LogLevel.Debug && m.Contains "GET /timed" && m.Contains "200"),
+            log.Entries
+            |> List.exists (fun (l, m) -> l = LogLevel.Debug && m.Contains "GET /timed" && m.Contains "200"),
             Is.True,
             sprintf "%A" log.Entries
         )
@@ -1038,11 +1143,14 @@ let private repositoryRoot () =
     d.FullName
 
 [<Test>]
-let ``the README's ReverseProxy example is the compiled examples/SingleHostProxy, and it prints the backend's text`` () =
+let ``the README's ReverseProxy example is the compiled examples/SingleHostProxy, and it prints the backend's text``
+    ()
+    =
     task {
         let root = repositoryRoot ()
         // bin/<Configuration>/net10.0: the example is built in the same configuration as the tests.
-        let configuration = DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent.Name
+        let configuration =
+            DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent.Name
 
         let dll =
             Path.Combine(root, "examples", "SingleHostProxy", "bin", configuration, "net10.0", "SingleHostProxy.dll")
@@ -1052,7 +1160,10 @@ let ``the README's ReverseProxy example is the compiled examples/SingleHostProxy
         Assert.That(out.Trim(), Is.EqualTo "this call was relayed by the reverse proxy")
 
         let source =
-            File.ReadAllText(Path.Combine(root, "examples", "SingleHostProxy", "Program.cs")).Replace("\r\n", "\n").Trim()
+            File
+                .ReadAllText(Path.Combine(root, "examples", "SingleHostProxy", "Program.cs"))
+                .Replace("\r\n", "\n")
+                .Trim()
 
         let readme = File.ReadAllText(Path.Combine(root, "README.md")).Replace("\r\n", "\n")
         Assert.That(readme, Does.Contain source, "the README quotes examples/SingleHostProxy/Program.cs as it is")

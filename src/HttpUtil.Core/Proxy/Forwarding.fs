@@ -143,17 +143,24 @@ module Forwarding =
     /// Where the request field `name` goes (see the table above). `Te` and `Upgrade` are dropped here and
     /// added back by `requestAdditions` when they apply.
     let requestFieldFate (plan: HopPlan) (name: string) =
-        if isHopByHop name || namedByConnection plan name then FieldFate.Drop
-        elif plan.DropsForwarded && isIn forwardingFields name then FieldFate.Drop
-        elif same name "Content-Length" then FieldFate.Framing
-        else FieldFate.Forward
+        if isHopByHop name || namedByConnection plan name then
+            FieldFate.Drop
+        elif plan.DropsForwarded && isIn forwardingFields name then
+            FieldFate.Drop
+        elif same name "Content-Length" then
+            FieldFate.Framing
+        else
+            FieldFate.Forward
 
     /// Where the response field `name` goes: hop-by-hop fields and those named by `Connection` are
     /// dropped, except `Upgrade` on a protocol switch (`switching`).
     let responseFieldFate (plan: HopPlan) (switching: bool) (name: string) =
-        if switching && same name "Upgrade" then FieldFate.Forward
-        elif isHopByHop name || namedByConnection plan name then FieldFate.Drop
-        else FieldFate.Forward
+        if switching && same name "Upgrade" then
+            FieldFate.Forward
+        elif isHopByHop name || namedByConnection plan name then
+            FieldFate.Drop
+        else
+            FieldFate.Forward
 
     /// One field line's value for a field that arrived as several (HTTP/2 splits `Cookie` into pieces): `Cookie`
     /// pieces joined with `; ` (RFC 9113 section 8.2.3), other values with `, ` (RFC 9110 section 5.3).
@@ -171,7 +178,10 @@ module Forwarding =
             [|
                 if plan.TeTrailers then
                     { Name = "Te"; Value = "trailers" }
-                { Name = "Connection"; Value = "Upgrade" }
+                {
+                    Name = "Connection"
+                    Value = "Upgrade"
+                }
                 { Name = "Upgrade"; Value = up }
             |]
 
@@ -179,7 +189,8 @@ module Forwarding =
     /// proxy announces again when it can forward trailers.
     let announcedTrailers (trailer: string | null) = splitList trailer
 
-    let private isPrintable (s: string) = CharClass.forAll (fun c -> c >= ' ' && c < '\x7f') s
+    let private isPrintable (s: string) =
+        CharClass.forAll (fun c -> c >= ' ' && c < '\x7f') s
 
     /// Null when a request's upgrade can be forwarded; else why not (Go refuses a protocol name that is
     /// not printable ASCII).
@@ -196,7 +207,8 @@ module Forwarding =
         | null, _ -> "the upstream switched protocols, but the client did not ask for an upgrade"
         | _, null -> "the upstream switched protocols without naming one in Connection and Upgrade"
         | _, got when not (isPrintable got) -> $"the upstream switched to an invalid protocol %A{got}"
-        | asked, got when not (same asked got) -> $"the upstream tried to switch to %A{got} when %A{asked} was requested"
+        | asked, got when not (same asked got) ->
+            $"the upstream tried to switch to %A{got} when %A{asked} was requested"
         | _ -> null
 
     /// `X-Forwarded-For` after appending `client` to what the request carried (`prior`, null when none).
@@ -342,10 +354,14 @@ module Forwarding =
     /// write for `text/event-stream` and for a body of unknown length (`contentLength` negative), so
     /// streams reach the client as they are produced.
     let flushMode (configured: TimeSpan) (contentType: string | null) (contentLength: int64) =
-        if mediaTypeIs "text/event-stream" contentType || contentLength < 0L then FlushMode.EveryWrite
-        elif configured < TimeSpan.Zero then FlushMode.EveryWrite
-        elif configured = TimeSpan.Zero then FlushMode.Buffered
-        else FlushMode.Periodic
+        if mediaTypeIs "text/event-stream" contentType || contentLength < 0L then
+            FlushMode.EveryWrite
+        elif configured < TimeSpan.Zero then
+            FlushMode.EveryWrite
+        elif configured = TimeSpan.Zero then
+            FlushMode.Buffered
+        else
+            FlushMode.Periodic
 
     let private metric (b: StringBuilder) (name: string) (ms: float) =
         if not (Double.IsNaN ms) then
