@@ -86,4 +86,5 @@ module Routing =
     /// and should one do so sooner, the request is sent again on a new connection (`shouldRetry`),
     /// as Go's Transport does. Zero checks every reuse.
     let probesIdleConnection (idleFor: System.TimeSpan) (probeAfter: System.TimeSpan) (resendable: bool) =
-        not resendable || idleFor >= probeAfter
+        // Ticks, not the TimeSpans: F#'s generic comparison would box both on every reuse.
+        not resendable || idleFor.Ticks >= probeAfter.Ticks

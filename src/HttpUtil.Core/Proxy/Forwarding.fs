@@ -350,15 +350,15 @@ module Forwarding =
             media.Equals(expected.AsSpan(), StringComparison.OrdinalIgnoreCase)
 
     /// When a response body is flushed to the client, as Go decides: `configured` is the proxy's
-    /// `FlushInterval` (zero: buffered; negative: every write; positive: that period), overridden to every
+    /// `FlushInterval` (zero: as read; negative: every write; positive: reads may wait that long), overridden to every
     /// write for `text/event-stream` and for a body of unknown length (`contentLength` negative), so
     /// streams reach the client as they are produced.
     let flushMode (configured: TimeSpan) (contentType: string | null) (contentLength: int64) =
         if mediaTypeIs "text/event-stream" contentType || contentLength < 0L then
             FlushMode.EveryWrite
-        elif configured < TimeSpan.Zero then
+        elif configured.Ticks < 0L then
             FlushMode.EveryWrite
-        elif configured = TimeSpan.Zero then
+        elif configured.Ticks = 0L then
             FlushMode.Buffered
         else
             FlushMode.Periodic
