@@ -149,6 +149,25 @@ internal sealed class BodyReadStream : Stream
         }
     }
 
+    /// <summary>True when the next read would not wait for the network: the body ended, or the reader already holds
+    /// bytes of it. False when unsure (another operation holds the body, or it failed).</summary>
+    internal bool HasBufferedBody()
+    {
+        if (finished) return true;
+        if (disposed || failure is not null || !gate.Wait(0)) return false;
+        try
+        {
+            if (!reader.TryRead(out var rr)) return false;
+            var has = !rr.Buffer.IsEmpty || rr.IsCompleted;
+            reader.AdvanceTo(rr.Buffer.Start);
+            return has;
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<int> ReadSlowAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {

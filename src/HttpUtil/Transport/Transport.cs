@@ -115,7 +115,7 @@ public sealed class Transport : HttpMessageHandler
     /// <summary><see cref="SendAsync"/> on a pooled state machine: the per-request object is the task
     /// <see cref="HttpMessageHandler"/> demands, not the whole state of the request as well.</summary>
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    internal async ValueTask<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         ObjectDisposedException.ThrowIf(disposed, this);
