@@ -239,3 +239,16 @@ let ``each proxy error has one answer`` () =
     Assert.That(ProxyErrors.status ProxyError.Upstream, Is.EqualTo 502)
     Assert.That(ProxyErrors.isClientSide ProxyError.ClientCanceled, Is.True)
     Assert.That(ProxyErrors.isClientSide ProxyError.Upstream, Is.False)
+
+[<Test>]
+let ``the fields a proxy builds itself are known by name in any casing; only 101 switches`` () =
+    Assert.That(Forwarding.fieldRole "host", Is.EqualTo FieldRole.Host)
+    Assert.That(Forwarding.fieldRole "X-FORWARDED-FOR", Is.EqualTo FieldRole.ForwardedFor)
+    Assert.That(Forwarding.fieldRole "X-Forwarded-Host", Is.EqualTo FieldRole.Ordinary)
+    Assert.That(Forwarding.switchesProtocols 101, Is.True)
+
+    for status in [ 100; 102; 103; 200; 426 ] do
+        Assert.That(Forwarding.switchesProtocols status, Is.False, string status)
+
+    Assert.That(Forwarding.joinValues "cookie" [| "a=1"; "b=2" |], Is.EqualTo "a=1; b=2")
+    Assert.That(Forwarding.joinValues "Accept" [| "a"; "b" |], Is.EqualTo "a, b")

@@ -38,6 +38,15 @@ type FlushMode =
     /// As `Buffered`, except that after a pause bytes wait up to the interval for more to join them.
     | Periodic = 2
 
+/// What a forwarded request field is to the proxy when it builds the outgoing fields itself.
+type FieldRole =
+    /// Copied as the core's fate says.
+    | Ordinary = 0
+    /// `Host`: written first, from the outgoing request's own Host.
+    | Host = 1
+    /// `X-Forwarded-For`: the client's address is appended to it.
+    | ForwardedFor = 2
+
 /// Every forwarding decision of a reverse proxy (Go's `httputil.ReverseProxy`), as pure functions:
 /// which fields travel, which are added, how the upstream URL is built, when a response is flushed,
 /// whether a protocol switch is accepted.
@@ -161,6 +170,15 @@ module Forwarding =
             FieldFate.Drop
         else
             FieldFate.Forward
+
+    /// What the field `name` is to a proxy building the outgoing fields (see `FieldRole`).
+    let fieldRole (name: string) =
+        if same name "Host" then FieldRole.Host
+        elif same name "X-Forwarded-For" then FieldRole.ForwardedFor
+        else FieldRole.Ordinary
+
+    /// True for a response that switches protocols (`101`): the exchange becomes a tunnel once `checkSwitch` agrees.
+    let switchesProtocols (status: int) = status = 101
 
     /// One field line's value for a field that arrived as several (HTTP/2 splits `Cookie` into pieces): `Cookie`
     /// pieces joined with `; ` (RFC 9113 section 8.2.3), other values with `, ` (RFC 9110 section 5.3).

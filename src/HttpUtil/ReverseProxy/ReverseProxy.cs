@@ -259,7 +259,7 @@ public sealed class ReverseProxy
         using (response)
         {
             var status = (int)response.StatusCode;
-            if (status == 101)
+            if (Forwarding.switchesProtocols(status))
             {
                 await SwitchAsync(context, plan, response).ConfigureAwait(false);
                 return;
@@ -309,9 +309,18 @@ public sealed class ReverseProxy
         {
             if (Forwarding.requestFieldFate(plan, name) != FieldFate.Forward) continue;
             var value = values.Count == 1 ? values.ToString() : Forwarding.joinValues(name, values.ToArray()!);
-            if (string.Equals(name, "Host", StringComparison.OrdinalIgnoreCase)) outgoing.Host = value;
-            else if (string.Equals(name, "X-Forwarded-For", StringComparison.OrdinalIgnoreCase)) priorForwardedFor = value;
-            else fields.Add(new HeaderField(name, value));
+            switch (Forwarding.fieldRole(name))
+            {
+                case FieldRole.Host:
+                    outgoing.Host = value;
+                    break;
+                case FieldRole.ForwardedFor:
+                    priorForwardedFor = value;
+                    break;
+                default:
+                    fields.Add(new HeaderField(name, value));
+                    break;
+            }
         }
         foreach (var f in Forwarding.requestAdditions(plan)) fields.Add(f);
         if (!OmitXForwardedFor && ProxyUrls.ClientAddress(context) is { } client)
