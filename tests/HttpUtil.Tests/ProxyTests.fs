@@ -14,8 +14,6 @@ open System.Threading
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Builder
 open Microsoft.AspNetCore.Hosting
-open Microsoft.AspNetCore.Hosting.Server
-open Microsoft.AspNetCore.Hosting.Server.Features
 open Microsoft.AspNetCore.Http
 open Microsoft.AspNetCore.Server.Kestrel.Core
 open Microsoft.Extensions.DependencyInjection
@@ -47,11 +45,7 @@ type Web(configure: WebApplication -> unit, http2: bool) =
 
     do app.StartAsync().GetAwaiter().GetResult()
 
-    let port =
-        let addresses =
-            app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>().Addresses
-
-        Uri(Seq.head addresses).Port
+    let port = listeningPort app
 
     member _.Port = port
 
@@ -64,6 +58,19 @@ type Web(configure: WebApplication -> unit, http2: bool) =
 /// A proxy front: `proxy` mapped at every path.
 let front (proxy: ReverseProxy) =
     new Web((fun app -> app.MapReverseProxy("/{**rest}", proxy) |> ignore), false)
+
+/// A proxy front speaking HTTP/2 only (cleartext, prior knowledge).
+let front2 (proxy: ReverseProxy) =
+    new Web((fun app -> app.MapReverseProxy("/{**rest}", proxy) |> ignore), true)
+
+/// A request HttpClient sends as HTTP/2 (prior knowledge) or not at all.
+let http2Request (method: HttpMethod) (uri: Uri) =
+    new HttpRequestMessage(
+        method,
+        uri,
+        Version = HttpVersion.Version20,
+        VersionPolicy = HttpVersionPolicy.RequestVersionExact
+    )
 
 /// A logger that keeps every entry.
 type ListLogger() =
@@ -1028,18 +1035,9 @@ let ``trailers: an upstream's response trailers reach an HTTP/2 client, announce
 
         let proxy = ReverseProxy.NewSingleHost(upstream.Uri "/")
 
-        use frontend =
-            new Web((fun app -> app.MapReverseProxy("/{**rest}", proxy) |> ignore), true)
-
+        use frontend = front2 proxy
         use client = new HttpClient()
-
-        use req =
-            new HttpRequestMessage(
-                HttpMethod.Get,
-                frontend.Uri "/",
-                Version = HttpVersion.Version20,
-                VersionPolicy = HttpVersionPolicy.RequestVersionExact
-            )
+        use req = http2Request HttpMethod.Get (frontend.Uri "/")
 
         req.Headers.TE.ParseAdd "trailers"
         use! r = client.SendAsync req
@@ -1057,19 +1055,10 @@ let ``an HTTP/2 front forwards to an HTTP/1.1 upstream`` () =
         use upstream = Kestrel.Plain echo
         let proxy = ReverseProxy.NewSingleHost(upstream.Uri "/")
 
-        use frontend =
-            new Web((fun app -> app.MapReverseProxy("/{**rest}", proxy) |> ignore), true)
-
+        use frontend = front2 proxy
         use client = new HttpClient()
-
-        use req =
-            new HttpRequestMessage(
-                HttpMethod.Post,
-                frontend.Uri "/h2?x=1",
-                Version = HttpVersion.Version20,
-                VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-                Content = new StringContent("from h2")
-            )
+        use req = http2Request HttpMethod.Post (frontend.Uri "/h2?x=1")
+        req.Content <- new StringContent("from h2")
 
         use! r = client.SendAsync req
         let! body = r.Content.ReadAsStringAsync()

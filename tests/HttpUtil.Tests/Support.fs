@@ -307,6 +307,13 @@ let makeCertificate () =
         null
     )
 
+/// The port a started app listens on (the OS chose it).
+let listeningPort (app: WebApplication) =
+    let addresses =
+        app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>().Addresses
+
+    Uri(Seq.head addresses).Port
+
 /// A Kestrel server on 127.0.0.1 with a port chosen by the OS, serving `handler` (over TLS with
 /// `certificate`, HTTP/1.1 only, when one is given).
 type Kestrel
@@ -347,11 +354,7 @@ type Kestrel
 
     do app.StartAsync().GetAwaiter().GetResult()
 
-    let port =
-        let addresses =
-            app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>().Addresses
-
-        Uri(Seq.head addresses).Port
+    let port = listeningPort app
 
     /// A plain-http server.
     static member Plain(handler: HttpContext -> Task) = new Kestrel(handler, None, false)

@@ -126,23 +126,14 @@ internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout, 
     public void Discard(PooledConnection? c)
     {
         c?.Close();
-        lock (gate)
-        {
-            total--;
-            while (waiters.Count > 0)
-            {
-                if (waiters.Dequeue().TrySetResult(null))
-                {
-                    total++;
-                    return;
-                }
-            }
-        }
+        GiveUpPlace();
     }
 
     /// <summary>Forgets a connection that was taken over (after a protocol switch): it stays open, its place
     /// goes to a waiter.</summary>
-    public void Forget(PooledConnection c)
+    public void Forget(PooledConnection c) => GiveUpPlace();
+
+    private void GiveUpPlace()
     {
         lock (gate)
         {
