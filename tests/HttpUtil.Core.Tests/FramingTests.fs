@@ -138,3 +138,14 @@ let ``ambiguous response framing is rejected too`` () =
         |> kindOf,
         Is.EqualTo(ErrorKind.UnsupportedTransferCoding)
     )
+
+[<TestCase("Transfer-Encoding: chunked, deflate\r\n")>]
+[<TestCase("Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n")>]
+[<TestCase("Transfer-Encoding: gzip\r\n")>]
+let ``a response whose codings do not end in chunked is read until the connection closes (RFC 9112 section 6.3)``
+    (fields: string)
+    =
+    Assert.That(
+        resp "GET" "HTTP/1.1 200 OK" fields,
+        Is.EqualTo(Ok Framing.UntilClose: Result<Framing.BodyLength, HttpError>)
+    )

@@ -211,7 +211,8 @@ let ``the HTTP/2 preface is recognized before the request-line is complete`` () 
 [<TestCase("HTTP/1.1 099 Low\r\n\r\n", "InvalidStatusLine", 9)>]
 [<TestCase("HTTP/1.1  200 OK\r\n\r\n", "InvalidStatusLine", 9)>]
 [<TestCase("HTTP/1.1 200 O\x01K\r\n\r\n", "InvalidStatusLine", 14)>]
-[<TestCase("HTTP/1.3 200 OK\r\n\r\n", "UnsupportedVersion", 0)>]
+[<TestCase("HTTP/2.0 200 OK\r\n\r\n", "UnsupportedVersion", 0)>]
+[<TestCase("HTTP/1.x 200 OK\r\n\r\n", "InvalidVersion", 0)>]
 [<TestCase("HTTP/1.1200 OK\r\n\r\n", "InvalidStatusLine", 8)>]
 [<TestCase("ICY 200 OK\r\n\r\n", "InvalidStatusLine", 0)>]
 [<TestCase("HTTX", "InvalidStatusLine", 3)>]
@@ -221,6 +222,55 @@ let ``response rejections name their kind and offset`` (s: string, kind: string,
     let e = parseRespWith strict s |> errorOf
     Assert.That(string e.Kind, Is.EqualTo(kind), e.Message)
     Assert.That(e.Offset, Is.EqualTo(offset), e.Message)
+
+[<TestCase("HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\n")>]
+[<TestCase("HTTP/1.9 200 OK\r\nContent-Length: 2\r\n\r\n")>]
+let ``a response in a higher minor version of HTTP/1 is read as HTTP/1.1 (RFC 9112 section 2.3)`` (s: string) =
+    match parseRespWith strict s with
+    | Ok(Complete(p, n)) ->
+        Assert.That(p.Head.Version, Is.EqualTo Http11)
+        Assert.That(p.Head.Status, Is.EqualTo 200)
+        Assert.That(n, Is.EqualTo(int64 s.Length))
+    | other -> Assert.Fail(sprintf "%A" other)
+
+[<Test>]
+let ``a request in a higher minor version still gets UnsupportedVersion (the server decides: 505)`` () =
+    let e = parseReqWith strict "GET / HTTP/1.2\r\nHost: a\r\n\r\n" |> errorOf
+    Assert.That(e.Kind, Is.EqualTo ErrorKind.UnsupportedVersion)
+
+// Incomplete heads fail at the first byte that makes them invalid, not when their end arrives.
+[<TestCase("GET /\r\n", "InvalidRequestLine", 5)>]
+[<TestCase("GET / HTTP/1.1 x\r\n", "InvalidRequestLine", 14)>]
+[<TestCase("GET / HTTP/9.9\r\nHost: a\r\n", "UnsupportedVersion", 6)>]
+[<TestCase("GET / HTTP/1.1\r\nHost: a\r\n\rX", "BareCR", 25)>]
+[<TestCase("GET / HTTP/1.1\r\nHost: a\rb: c\r\n", "BareCR", 23)>]
+[<TestCase("\r\nGET /\r\n", "InvalidRequestLine", 7)>]
+let ``an incomplete request fails as soon as its bytes prove it invalid`` (s: string, kind: string, offset: int64) =
+    let e = parseReqWith strict s |> errorOf
+    Assert.That(string e.Kind, Is.EqualTo(kind), e.Message)
+    Assert.That(e.Offset, Is.EqualTo(offset), e.Message)
+
+[<TestCase("HTTP/1.1 20 OK\r\n", "InvalidStatusLine", 9)>]
+[<TestCase("HTTP/1.1 200 OK\r\nA: b\r\n\rX", "BareCR", 23)>]
+let ``an incomplete response fails as soon as its bytes prove it invalid`` (s: string, kind: string, offset: int64) =
+    let e = parseRespWith strict s |> errorOf
+    Assert.That(string e.Kind, Is.EqualTo(kind), e.Message)
+    Assert.That(e.Offset, Is.EqualTo(offset), e.Message)
+
+[<Test>]
+let ``an incomplete head waits while what it holds may still be valid`` () =
+    // A CR at the very end may be followed by LF; a start line still open may still end well.
+    for s in
+        [
+            "GET / HTTP/1.1\r"
+            "GET / HTTP/1.1\r\nHost: a\r"
+            "GET /very/long/target?x=1 HTT"
+        ] do
+        Assert.That(
+            parseReqWith strict s,
+            Is.EqualTo(Ok NeedMore: Result<Incremental<Parsed<RequestHead>>, HttpError>),
+            s
+        )
 
 // ------------------------------------------------------------------------------------------
 // Limits

@@ -270,3 +270,23 @@ let ``an unread body beyond the drain limit closes the connection with DrainLimi
         Assert.That(next.RequestUri.AbsolutePath, Is.EqualTo "/next")
     }
     |> sync
+
+[<TestCase("GET /\r\n", ErrorKind.InvalidRequestLine)>]
+[<TestCase("GET / HTTP/1.1\r\nHost: x\r\n\rX", ErrorKind.BareCR)>]
+let ``a head proven invalid fails while the peer is still connected (no waiting for its end)``
+    (raw: string, kind: ErrorKind)
+    =
+    task {
+        // The peer stays connected and sends nothing more: only early rejection can end the read.
+        let clientEnd, serverEnd = duplexPair ()
+        use _client = clientEnd
+        do! writeText clientEnd raw
+        do! clientEnd.FlushAsync()
+        use conn = new ServerConn(serverEnd)
+        let read = conn.ReadAsync()
+        let! outcome = Task.WhenAny(read, Task.Delay(TimeSpan.FromSeconds 10.0))
+        Assert.That(outcome, Is.SameAs read, "the read waited for more input")
+        let ex = Assert.ThrowsAsync<MalformedMessageException>(fun () -> read :> Task)
+        Assert.That(ex.Error.Kind, Is.EqualTo kind)
+    }
+    |> sync

@@ -105,16 +105,20 @@ let private chunkedLast codings =
     | Some "chunked" -> true
     | _ -> false
 
-let private checkCodings codings =
+let private checkCodings (isRequest: bool) codings =
     let chunkedCount = codings |> List.filter ((=) "chunked") |> List.length
 
     if codings |> List.exists (fun c -> not (CharClass.isToken c)) then
         err
             ErrorKind.UnsupportedTransferCoding
             "Transfer-Encoding holds an element that is not a token (RFC 9112 section 6.1)"
-    elif chunkedCount > 1 || (chunkedCount = 1 && not (chunkedLast codings)) then
+    elif chunkedCount > 1 then
+        err ErrorKind.UnsupportedTransferCoding "chunked must be applied only once (RFC 9112 section 6.1)"
+    elif isRequest && chunkedCount = 1 && not (chunkedLast codings) then
         err ErrorKind.UnsupportedTransferCoding "chunked must be applied once and last (RFC 9112 section 6.1)"
     else
+        // A response whose codings end in another than chunked is read until the connection closes
+        // (RFC 9112 section 6.3, rule 4).
         Ok()
 
 /// The common rules: Transfer-Encoding wins only when alone; TE with CL, TE in HTTP/1.0,
@@ -136,7 +140,7 @@ let private framing (version: Http1Version) (headers: Headers) (isRequest: bool)
         elif hasTe then
             let codings = transferCodings headers
 
-            match checkCodings codings with
+            match checkCodings isRequest codings with
             | Error e -> Error e
             | Ok() ->
                 if chunkedLast codings then

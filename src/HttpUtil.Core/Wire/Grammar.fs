@@ -293,6 +293,15 @@ let private versionError: P<Http1Version> =
 let private httpVersion: P<Http1Version> =
     orElse (orElse (stringReturn "HTTP/1.1" Http11) (stringReturn "HTTP/1.0" Http10)) versionError
 
+/// A response's HTTP-version: as `httpVersion`, and a higher minor version of HTTP/1 (`HTTP/1.2`...) read
+/// as HTTP/1.1: a recipient SHOULD process it as the highest minor version it implements (RFC 9112 section
+/// 2.3). Requests keep the strict rule (a 505 hint), as a server decides what it answers.
+let private responseVersion: P<Http1Version> =
+    let higherMinor: P<Http1Version> =
+        attempt (skipString "HTTP/1." >>. satisfy Char.IsAsciiDigit >>% Http11)
+
+    orElse (orElse (orElse (stringReturn "HTTP/1.1" Http11) (stringReturn "HTTP/1.0" Http10)) higherMinor) versionError
+
 let private requestLineEnd =
     lineEndOr (
         failOn
@@ -345,7 +354,7 @@ let private statusLineEnd =
 let statusLine: P<struct (Http1Version * int * string)> =
     seq4
         (fun v at code reason -> struct (v, at, code, reason))
-        (before httpVersion (charOr ' ' afterVersion))
+        (before responseVersion (charOr ' ' afterVersion))
         position
         statusCode
         (before reasonPhrase statusLineEnd)

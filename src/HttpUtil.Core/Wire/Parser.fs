@@ -152,6 +152,55 @@ let private leadingEmptyLines (allowBareLf: bool) (input: ReadOnlySequence<byte>
     else
         skipped
 
+/// The first CR followed by a byte other than LF in `input` (only where that next byte is there): its offset,
+/// or -1. A bare CR is never allowed in a head (RFC 9112 section 2.2), so a head holding one fails at once
+/// instead of waiting for its end.
+let private bareCr (input: ReadOnlySequence<byte>) =
+    let mutable reader = SequenceReader<byte>(input)
+    let mutable found = -1L
+    let mutable b = 0uy
+
+    while found < 0L && reader.TryAdvanceTo(CR, true) do
+        if reader.TryPeek(&b) && b <> LF then
+            found <- reader.Consumed - 1L
+
+    found
+
+/// The first line of `input` (through its LF) as Latin-1 text, or null while it is incomplete.
+let private firstLine (input: ReadOnlySequence<byte>) : string | null =
+    let at = input.PositionOf(LF)
+
+    if at.HasValue then
+        Encoding.Latin1.GetString(input.Slice(0, input.GetPosition(1L, at.Value)).ToArray())
+    else
+        null
+
+/// While a head is incomplete: the error its bytes so far already prove (a bare CR; a start line that is
+/// complete and malformed), so a bad head fails at the first byte that makes it invalid, as llhttp does,
+/// instead of waiting for an end that may never come. Offsets count from the start of `input`.
+let private earlyError (startLine: Grammar.P<'Start>) (settings: ParserSettings) (input: ReadOnlySequence<byte>) =
+    // The start line is checked first: its errors come before any later byte's, as in the whole head's grammar.
+    let lineError =
+        match firstLine input with
+        | null -> ValueNone
+        | line ->
+            match Grammar.run startLine settings line with
+            | Ok _ -> ValueNone
+            | Error e -> ValueSome e
+
+    match lineError with
+    | ValueSome _ -> lineError
+    | ValueNone ->
+        match bareCr input with
+        | at when at >= 0L ->
+            ValueSome(
+                HttpError.create
+                    ErrorKind.BareCR
+                    at
+                    "a CR not followed by LF (RFC 9112 section 2.2: a bare CR must be rejected)"
+            )
+        | _ -> ValueNone
+
 /// The bytes as Latin-1 text, one char per byte.
 let internal decodeLatin1 (bytes: ReadOnlySequence<byte>) =
     if bytes.IsSingleSegment then
@@ -271,7 +320,10 @@ let parseRequestHead
             match
                 scanSection rest true (max budget 0) limits.MaxLineLength limits.MaxHeaderCount ErrorKind.HeadTooLarge
             with
-            | ScanNeedMore -> Ok NeedMore
+            | ScanNeedMore ->
+                match earlyError Grammar.requestLine settings rest with
+                | ValueSome e -> Error(HttpError.shift skip e)
+                | ValueNone -> Ok NeedMore
             | ScanFailed e when e.Kind = ErrorKind.LineTooLong && e.Offset = 0L ->
                 // The request-line itself is too long: 414 URI Too Long, not 431.
                 Error(
@@ -321,7 +373,10 @@ let parseResponseHead
                     limits.MaxHeaderCount
                     ErrorKind.HeadTooLarge
             with
-            | ScanNeedMore -> Ok NeedMore
+            | ScanNeedMore ->
+                match earlyError Grammar.statusLine settings input with
+                | ValueSome e -> Error e
+                | ValueNone -> Ok NeedMore
             | ScanFailed e -> Error e
             | ScanFound length ->
                 runSection
