@@ -70,6 +70,9 @@ type ErrorKind =
     /// A body longer than its Content-Length was offered for writing, or a peer sent more than it
     /// announced (RFC 9112 section 6.2).
     | ContentLengthOverrun = 39
+    /// A request body longer than `Limits.MaxRequestBodyBytes`: announced by Content-Length, or found while a
+    /// chunked or other body arrives (answer 413 Content Too Large).
+    | BodyTooLarge = 8
     /// More interim (1xx) responses, or more bytes of them, than `Limits.MaxInterimResponses` and
     /// `Limits.MaxHeadBytes` allow before the final response.
     | TooManyInterimResponses = 6
@@ -88,7 +91,7 @@ type HttpError =
 
     /// The status a server answers a request that failed this way (RFC 9110 section 15): 414 for a
     /// request-line over the line limit, 431 for other heads and fields over a limit, 413 for a
-    /// trailer section or chunk size over one, 501 for a transfer coding it does not implement, 505
+    /// request body, trailer section or chunk size over one, 501 for a transfer coding it does not implement, 505
     /// for an HTTP version it does not speak, 400 for every other break of the grammar or framing.
     member this.StatusHint =
         match this.Kind with
@@ -97,6 +100,7 @@ type HttpError =
         | ErrorKind.LineTooLong
         | ErrorKind.TooManyHeaders -> 431
         | ErrorKind.TrailerTooLarge
+        | ErrorKind.BodyTooLarge
         | ErrorKind.ChunkSizeTooLarge -> 413
         | ErrorKind.UnsupportedTransferCoding -> 501
         | ErrorKind.UnsupportedVersion -> 505

@@ -19,6 +19,10 @@ type Limits =
         /// Most interim (1xx) responses a client reads past before the final one. Default 16.
         /// Their bytes also count, with the final head's, against `MaxHeadBytes`.
         MaxInterimResponses: int
+        /// Most bytes in a request body (after removing the chunked framing). A Content-Length above it is refused
+        /// when the head is read; a chunked body when it grows past it. Default 30,000,000, Kestrel's.
+        /// `Int64.MaxValue` for none. Responses are not limited by it.
+        MaxRequestBodyBytes: int64
     }
 
     /// The default limits.
@@ -31,6 +35,7 @@ type Limits =
             MaxChunkLineLength = 4 * 1024
             MaxTrailerBytes = 16 * 1024
             MaxInterimResponses = 16
+            MaxRequestBodyBytes = 30_000_000L
         }
 
     // C# cannot use `with` on F# records: one member per field.
@@ -54,6 +59,12 @@ type Limits =
 
     /// These limits with another `MaxTrailerBytes`.
     member this.WithMaxTrailerBytes(value: int) = { this with MaxTrailerBytes = value }
+
+    /// These limits with another `MaxRequestBodyBytes`.
+    member this.WithMaxRequestBodyBytes(value: int64) =
+        { this with
+            MaxRequestBodyBytes = value
+        }
 
     /// These limits with another `MaxInterimResponses`.
     member this.WithMaxInterimResponses(value: int) =

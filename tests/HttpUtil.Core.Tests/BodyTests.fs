@@ -244,3 +244,75 @@ let ``the plain chunk-size fast path reads HEX CRLF and leaves everything else t
             "g\r\n"
         ] do
         Assert.That(plain other, Is.EqualTo(ValueNone: int64 voption), other)
+
+/// Decodes all of `bytes` at once as a request (or response) body under `limit`: the body, or the error.
+let private decodeWithin (limit: int64) (isRequest: bool) (framing: Framing.BodyLength) (bytes: byte[]) =
+    let settings =
+        { strict with
+            Limits = strict.Limits.WithMaxRequestBodyBytes limit
+        }
+
+    let mutable d = Body.decoder framing
+    let mutable rest = ReadOnlySequence bytes
+    let out = ResizeArray<byte>()
+    let mutable result = None
+
+    while result.IsNone do
+        match Body.decode settings isRequest d rest true with
+        | Error e -> result <- Some(Error e)
+        | Ok step ->
+            d <- step.Decoder
+            rest <- rest.Slice(step.Consumed)
+
+            match step.Output with
+            | Data s -> out.AddRange(s.ToArray())
+            | EndOfBody _ -> result <- Some(Ok(out.ToArray()))
+            | AwaitMore -> result <- Some(Error(HttpError.create ErrorKind.UnexpectedEnd 0L "more"))
+
+    result.Value
+
+[<Property>]
+let ``a chunked request body is refused exactly when it grows past MaxRequestBodyBytes`` (size: byte, limit: byte) =
+    let body = Array.create (int size) (byte 'b')
+    let encoded = Chunked.encode [ body ] Headers.Empty |> ok
+
+    match decodeWithin (int64 limit) true Framing.Chunked encoded with
+    | Ok got -> int size <= int limit && got = body
+    | Error e -> int size > int limit && e.Kind = ErrorKind.BodyTooLarge && e.StatusHint = 413
+
+[<Test>]
+let ``responses are not held to MaxRequestBodyBytes`` () =
+    let body = Array.create 100 (byte 'r')
+
+    match decodeWithin 10L false (Framing.ContentLength 100L) body with
+    | Ok got -> Assert.That(got, Is.EqualTo(box body))
+    | Error e -> Assert.Fail e.Message
+
+[<Test>]
+let ``a Content-Length above MaxRequestBodyBytes is refused with the head`` () =
+    let head =
+        {
+            Method = "POST"
+            Target = "/"
+            Form = Origin
+            Version = Http11
+            Headers = Headers.ofList [ "Host", "a"; "Content-Length", "1001" ]
+        }
+
+    let limits = Limits.Default.WithMaxRequestBodyBytes 1000L
+
+    match Exchange.readRequestWithin limits head with
+    | Error e ->
+        Assert.That(e.Kind, Is.EqualTo ErrorKind.BodyTooLarge)
+        Assert.That(e.StatusHint, Is.EqualTo 413)
+    | Ok _ -> Assert.Fail "accepted"
+
+    Assert.That(
+        Exchange.readRequestWithin
+            limits
+            { head with
+                Headers = Headers.ofList [ "Host", "a"; "Content-Length", "1000" ]
+            }
+        |> Result.isOk,
+        Is.True
+    )

@@ -230,7 +230,7 @@ let ``each proxy error has one answer`` () =
 
     for e in all do
         let status = ProxyErrors.status e
-        Assert.That([ 0; 400; 502; 504 ], Does.Contain status, string e)
+        Assert.That([ 0; 400; 413; 502; 504 ], Does.Contain status, string e)
         // Aborting is only for a response that started; those have no status to answer.
         if ProxyErrors.abortsClient e then
             Assert.That(status, Is.EqualTo 0, string e)
@@ -252,3 +252,13 @@ let ``the fields a proxy builds itself are known by name in any casing; only 101
 
     Assert.That(Forwarding.joinValues "cookie" [| "a=1"; "b=2" |], Is.EqualTo "a=1; b=2")
     Assert.That(Forwarding.joinValues "Accept" [| "a"; "b" |], Is.EqualTo "a, b")
+
+[<Test>]
+let ``a body over the proxy's limit is refused at once when announced, and is a 413 when the front refuses it`` () =
+    Assert.That(ProxyErrors.refusesBody 1000L 1001L, Is.True)
+    Assert.That(ProxyErrors.refusesBody 1000L 1000L, Is.False)
+    Assert.That(ProxyErrors.refusesBody 1000L -1L, Is.False, "unknown length: checked as it arrives")
+    Assert.That(ProxyErrors.refusesBody -1L 5_000_000_000L, Is.False, "no limit")
+    Assert.That(ProxyErrors.ofClientBody 413, Is.EqualTo ProxyError.RequestBodyTooLarge)
+    Assert.That(ProxyErrors.ofClientBody 0, Is.EqualTo ProxyError.RequestBodyClient)
+    Assert.That(ProxyErrors.status ProxyError.RequestBodyTooLarge, Is.EqualTo 413)

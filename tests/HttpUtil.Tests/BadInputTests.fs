@@ -290,3 +290,68 @@ let ``a head proven invalid fails while the peer is still connected (no waiting 
         Assert.That(ex.Error.Kind, Is.EqualTo kind)
     }
     |> sync
+
+[<Test>]
+let ``ServerConn: a Content-Length above MaxRequestBodyBytes is refused with the head, 413`` () =
+    task {
+        let clientEnd, serverEnd = duplexPair ()
+        use _client = clientEnd
+        do! writeText clientEnd "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"
+        do! clientEnd.FlushAsync()
+
+        use conn =
+            new ServerConn(
+                serverEnd,
+                ParserSettings = ParserSettings.Default.WithLimits(Limits.Default.WithMaxRequestBodyBytes 1000L)
+            )
+
+        let ex =
+            Assert.ThrowsAsync<MalformedMessageException>(fun () -> conn.ReadAsync() :> Task)
+
+        Assert.That(ex.Error.Kind, Is.EqualTo ErrorKind.BodyTooLarge)
+        Assert.That(ex.Error.StatusHint, Is.EqualTo 413)
+    }
+    |> sync
+
+[<Test>]
+let ``ServerConn: a chunked body that grows past MaxRequestBodyBytes fails as it arrives, 413`` () =
+    task {
+        let clientEnd, serverEnd = duplexPair ()
+        use _client = clientEnd
+        let chunk = String('c', 600)
+
+        do!
+            writeText
+                clientEnd
+                (sprintf
+                    "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n%s\r\n258\r\n%s\r\n"
+                    chunk
+                    chunk)
+
+        do! clientEnd.FlushAsync()
+
+        use conn =
+            new ServerConn(
+                serverEnd,
+                ParserSettings = ParserSettings.Default.WithLimits(Limits.Default.WithMaxRequestBodyBytes 1000L)
+            )
+
+        let! request = conn.ReadAsync()
+        let! body = request.Content.ReadAsStreamAsync()
+        let buffer = Array.zeroCreate<byte> 4096
+
+        let ex =
+            Assert.ThrowsAsync<MalformedMessageException>(fun () ->
+                task {
+                    let mutable n = 1
+
+                    while n > 0 do
+                        let! got = body.ReadAsync(buffer, 0, buffer.Length)
+                        n <- got
+                }
+                :> Task)
+
+        Assert.That(ex.Error.Kind, Is.EqualTo ErrorKind.BodyTooLarge)
+        Assert.That(ex.Error.StatusHint, Is.EqualTo 413)
+    }
+    |> sync

@@ -1158,3 +1158,51 @@ let ``the README's ReverseProxy example is the compiled examples/SingleHostProxy
         Assert.That(readme, Does.Contain source, "the README quotes examples/SingleHostProxy/Program.cs as it is")
     }
     |> sync
+
+[<Test>]
+let ``MaxRequestBodySize: a larger Content-Length gets 413 before the upstream is asked; a chunked body that grows past it gets 413``
+    ()
+    =
+    task {
+        let hits = ref 0
+
+        use upstream =
+            Kestrel.Plain(fun ctx ->
+                Interlocked.Increment(&hits.contents) |> ignore
+                echo ctx)
+
+        let proxy = ReverseProxy.NewSingleHost(upstream.Uri "/")
+        proxy.MaxRequestBodySize <- Nullable 1000L
+        proxy.ErrorLog <- ListLogger()
+        use frontend = front proxy
+
+        let! declared =
+            rawExchange
+                frontend.Port
+                ("POST /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 5000\r\n\r\n"
+                 + String('d', 5000))
+
+        Assert.That(declared, Does.StartWith "HTTP/1.1 413")
+        Assert.That(hits.Value, Is.EqualTo 0, "nothing reached the upstream")
+
+        let chunk = String('c', 600)
+
+        let! grown =
+            rawExchange
+                frontend.Port
+                (sprintf
+                    "POST /chunked HTTP/1.1\r\nHost: a\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n%s\r\n258\r\n%s\r\n0\r\n\r\n"
+                    chunk
+                    chunk)
+
+        Assert.That(grown, Does.StartWith "HTTP/1.1 413")
+
+        let! small =
+            rawExchange
+                frontend.Port
+                "POST /small HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 10\r\n\r\n0123456789"
+
+        Assert.That(small, Does.StartWith "HTTP/1.1 200")
+        Assert.That(lines small, Does.Contain "body 10")
+    }
+    |> sync

@@ -232,9 +232,27 @@ module Exchange =
                     (value.Substring(0, min value.Length 100)))
         | many -> invalid ErrorKind.InvalidHost (sprintf "%d Host fields in one request (RFC 9112 section 3.2)" many)
 
+    /// `readRequest`, refusing at once a Content-Length above `limits.MaxRequestBodyBytes` (413).
+    let rec readRequestWithin (limits: Limits) (head: RequestHead) : Result<IncomingRequest, HttpError> =
+        match readRequest head with
+        | Ok r ->
+            match r.Body with
+            | Framing.ContentLength n when n > limits.MaxRequestBodyBytes ->
+                Error(
+                    HttpError.create
+                        ErrorKind.BodyTooLarge
+                        0L
+                        (sprintf
+                            "Content-Length %d is above the %d bytes a request body may have (limit MaxRequestBodyBytes)"
+                            n
+                            limits.MaxRequestBodyBytes)
+                )
+            | _ -> Ok r
+        | e -> e
+
     /// Interprets a request head read off the wire: its Host, its body length, whether it ends
     /// the connection and whether it waits for `100 Continue`.
-    let readRequest (head: RequestHead) : Result<IncomingRequest, HttpError> =
+    and readRequest (head: RequestHead) : Result<IncomingRequest, HttpError> =
         match checkHost head with
         | Error e -> Error e
         | Ok() ->

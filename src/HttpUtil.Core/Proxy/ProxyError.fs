@@ -37,6 +37,8 @@ type ProxyError =
     | UpgradeUnavailable = 12
     /// A tunnel after `101 Switching Protocols` failed on one side. The connection is closed.
     | UpgradeTunnel = 13
+    /// The client's request body is larger than the proxy (or its host) accepts. Answer 413.
+    | RequestBodyTooLarge = 14
 
 /// What a proxy answers for each `ProxyError`.
 module ProxyErrors =
@@ -46,6 +48,7 @@ module ProxyErrors =
         match error with
         | ProxyError.UpstreamTimeout -> 504
         | ProxyError.RequestBodyClient -> 400
+        | ProxyError.RequestBodyTooLarge -> 413
         | ProxyError.ClientCanceled
         | ProxyError.ResponseBodyClient
         | ProxyError.ResponseBodyUpstream
@@ -58,8 +61,21 @@ module ProxyErrors =
         match error with
         | ProxyError.ClientCanceled
         | ProxyError.ResponseBodyClient
+        | ProxyError.RequestBodyTooLarge
         | ProxyError.RequestBodyClient -> true
         | _ -> false
+
+    /// The error for a client body that failed while being read: too large when the front server refused it with
+    /// 413 (`frontStatus`, 0 when it gave none), else broken.
+    let ofClientBody (frontStatus: int) =
+        if frontStatus = 413 then
+            ProxyError.RequestBodyTooLarge
+        else
+            ProxyError.RequestBodyClient
+
+    /// True when a request announcing `contentLength` bytes (negative: unknown) must be refused at once under a
+    /// body limit of `limit` bytes (negative: none), before anything is sent upstream.
+    let refusesBody (limit: int64) (contentLength: int64) = limit >= 0L && contentLength > limit
 
     /// True when the client's connection must be aborted because a response already started
     /// and cannot be finished truthfully.

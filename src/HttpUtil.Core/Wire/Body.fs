@@ -120,7 +120,27 @@ module Body =
     /// will come (the peer closed its side). Data comes back as a slice of `input`, at most what
     /// the framing allows in one step; a caller that takes fewer bytes calls `giveBack`.
     /// `isRequest` picks the trailer rules. Error offsets count body bytes.
-    let decode
+    let rec decode
+        (settings: ParserSettings)
+        (isRequest: bool)
+        (d: BodyDecoder)
+        (input: ReadOnlySequence<byte>)
+        (inputEnded: bool)
+        : Result<BodyStep, HttpError> =
+        match decodeUnlimited settings isRequest d input inputEnded with
+        | Ok step when isRequest && step.Decoder.Read > settings.Limits.MaxRequestBodyBytes ->
+            Error(
+                HttpError.create
+                    ErrorKind.BodyTooLarge
+                    settings.Limits.MaxRequestBodyBytes
+                    (sprintf
+                        "the request body grew past %d bytes (limit MaxRequestBodyBytes)"
+                        settings.Limits.MaxRequestBodyBytes)
+            )
+        | r -> r
+
+    /// `decode` without the request body limit.
+    and private decodeUnlimited
         (settings: ParserSettings)
         (isRequest: bool)
         (d: BodyDecoder)

@@ -87,7 +87,7 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
         var parsed = await shell.Heads.ReadAsync(ExchangePhase.Request, slot, CoreAdapter.ParseRequestHead, null, cancellationToken)
             .ConfigureAwait(false);
         var head = parsed.Head;
-        if (CoreAdapter.ReadRequest(head, out var error) is not { } incoming)
+        if (CoreAdapter.ReadRequest(head, shell.Settings, out var error) is not { } incoming)
         {
             shell.Gate.Step(static (m, a) => m.Malformed(ExchangePhase.Request, a.slot, a.error!), (slot, error));
             throw new MalformedMessageException(error!);

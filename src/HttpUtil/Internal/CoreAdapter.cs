@@ -304,9 +304,9 @@ internal static class CoreAdapter
     public static readonly byte[] ContinueBytes = Serializer.responseBytes(Continue.head).ResultValue;
 
     /// <summary>Interprets a request head read (<c>Exchange.readRequest</c>): null and the error when it is refused.</summary>
-    public static IncomingRequest? ReadRequest(RequestHead head, out HttpError? error)
+    public static IncomingRequest? ReadRequest(RequestHead head, ParserSettings settings, out HttpError? error)
     {
-        var r = Exchange.readRequest(head);
+        var r = Exchange.readRequestWithin(settings.Limits, head);
         error = r.IsError ? r.ErrorValue : null;
         return r.IsOk ? r.ResultValue : null;
     }

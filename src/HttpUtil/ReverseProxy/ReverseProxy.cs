@@ -164,6 +164,11 @@ public sealed class ReverseProxy
     /// for none.</summary>
     public TimeSpan UpstreamTimeout { get; set; } = TimeSpan.FromSeconds(100);
 
+    /// <summary>The largest request body the proxy forwards, in bytes; null: the host's own limit (Kestrel's 30 MB by
+    /// default). A Content-Length above it is answered 413 before anything is sent upstream; a body that grows past it
+    /// fails with 413 too (<see cref="ProxyError.RequestBodyTooLarge"/>), and the upstream request is cancelled.</summary>
+    public long? MaxRequestBodySize { get; set; }
+
     /// <summary>With <see cref="Director"/> (or <see cref="NewSingleHost"/>), do not append the client's address to
     /// <c>X-Forwarded-For</c> (Go's nil <c>X-Forwarded-For</c> entry).</summary>
     public bool OmitXForwardedFor { get; set; }
@@ -192,6 +197,16 @@ public sealed class ReverseProxy
             return;
         }
 
+        if (MaxRequestBodySize is { } maxBody)
+        {
+            if (ProxyErrors.refusesBody(maxBody, request.ContentLength ?? -1))
+            {
+                await FailAsync(context, new ReverseProxyException(ProxyError.RequestBodyTooLarge,
+                    $"the request body ({request.ContentLength} bytes) is larger than MaxRequestBodySize ({maxBody})")).ConfigureAwait(false);
+                return;
+            }
+            if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = maxBody;
+        }
         var pool = BufferPool ?? SharedBufferPool.Instance;
         var bodyFeature = context.Features.Get<IHttpRequestBodyDetectionFeature>();
         var content = bodyFeature?.CanHaveBody ?? request.ContentLength > 0
@@ -431,7 +446,8 @@ public sealed class ReverseProxy
         if (aborted.IsCancellationRequested)
             return new ReverseProxyException(ProxyError.ClientCanceled, "the client went away before the response", ex);
         if (content?.ClientFailure is { } client)
-            return new ReverseProxyException(ProxyError.RequestBodyClient, "reading the client's request body failed", client);
+            return new ReverseProxyException(ProxyErrors.ofClientBody((client as BadHttpRequestException)?.StatusCode ?? 0),
+                "reading the client's request body failed", client);
         if (ex is OperationCanceledException && deadline.IsCancellationRequested)
             return new ReverseProxyException(ProxyError.UpstreamTimeout, "the upstream did not answer in time", ex);
         if (content?.UpstreamFailure is { } upstream)
