@@ -1005,3 +1005,60 @@ let ``an idle connection the server closed: checked before a request that may no
         Assert.That(probedConns, Is.EqualTo(box [ "GotConn reused=false idle=false" ]))
     }
     |> sync
+
+/// A server that reads whatever comes and never answers, until the client goes away.
+let private silent () =
+    new ScriptedServer(fun _ s ->
+        task {
+            let! _ = readToEnd s
+            ()
+        })
+
+[<Test>]
+let ``ResponseHeaderTimeout: no head in time fails with a TimeoutException that names it, and nothing is sent again``
+    ()
+    =
+    task {
+        use server = silent ()
+
+        use client =
+            new HttpClient(new Transport(ResponseHeaderTimeout = Nullable(TimeSpan.FromMilliseconds 300.0)))
+
+        let! ex =
+            task {
+                try
+                    let! _ = client.GetAsync(server.Uri "/slow")
+                    return null
+                with e ->
+                    return e
+            }
+
+        Assert.That(ex, Is.InstanceOf<HttpRequestException>())
+        Assert.That(ex.InnerException, Is.InstanceOf<TimeoutException>())
+        Assert.That(ex.InnerException.Message, Does.Contain "ResponseHeaderTimeout")
+        Assert.That(server.Connections, Is.EqualTo 1, "a timed-out request is not sent again")
+    }
+    |> sync
+
+[<Test>]
+let ``TlsHandshakeTimeout: a peer that never answers the handshake fails with a TimeoutException that names it`` () =
+    task {
+        use server = silent ()
+
+        use client =
+            new HttpClient(new Transport(TlsHandshakeTimeout = Nullable(TimeSpan.FromMilliseconds 300.0)))
+
+        let! ex =
+            task {
+                try
+                    let! _ = client.GetAsync(Uri(sprintf "https://127.0.0.1:%d/" server.Port))
+                    return null
+                with e ->
+                    return e
+            }
+
+        Assert.That(ex, Is.InstanceOf<HttpRequestException>())
+        Assert.That(ex.InnerException, Is.InstanceOf<TimeoutException>(), string ex)
+        Assert.That(ex.InnerException.Message, Does.Contain "TlsHandshakeTimeout")
+    }
+    |> sync

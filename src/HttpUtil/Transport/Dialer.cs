@@ -166,6 +166,8 @@ internal sealed class Dialer(Transport options)
     {
         Hooks.Fire(nameof(ClientTrace.TlsHandshakeStart), trace?.TlsHandshakeStart);
         var ssl = new SslStream(inner, leaveInnerStreamOpen: false);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        if (options.TlsHandshakeTimeout is { } limit) deadline.CancelAfter(limit);
         var auth = new SslClientAuthenticationOptions
         {
             TargetHost = host,
@@ -175,11 +177,15 @@ internal sealed class Dialer(Transport options)
         };
         try
         {
-            await ssl.AuthenticateAsClientAsync(auth, ct).ConfigureAwait(false);
+            await ssl.AuthenticateAsClientAsync(auth, deadline.Token).ConfigureAwait(false);
         }
-        catch (Exception ex)
+        catch (Exception caught)
         {
             await ssl.DisposeAsync().ConfigureAwait(false);
+            var ex = caught is OperationCanceledException && !ct.IsCancellationRequested
+                ? new TimeoutException(
+                    $"the TLS handshake with {host} took longer than {options.TlsHandshakeTimeout?.TotalSeconds:0.###} s (TlsHandshakeTimeout)")
+                : caught;
             Hooks.Fire(nameof(ClientTrace.TlsHandshakeDone), trace?.TlsHandshakeDone, new TlsHandshakeDoneInfo(null, ex));
             if (ex is OperationCanceledException && ct.IsCancellationRequested) throw;
             throw new HttpRequestException($"the TLS handshake with {host} failed: {ex.Message}", ex);

@@ -68,6 +68,17 @@ public sealed class Transport : HttpMessageHandler
     /// <summary>How long one TCP connect may take, per address tried (default 30 s).</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>How long a TLS handshake may take (Go's <c>TLSHandshakeTimeout</c>; its DefaultTransport's 10 s); null
+    /// for no limit. Past it the request fails with <see cref="HttpRequestException"/> around a
+    /// <see cref="TimeoutException"/> that names this setting, and the connection is closed.</summary>
+    public TimeSpan? TlsHandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long to wait for the response head once the request (body included) was written (Go's
+    /// <c>ResponseHeaderTimeout</c>); null (the default, as in Go) for no limit beyond the caller's token. Past it the
+    /// request fails with <see cref="HttpRequestException"/> around a <see cref="TimeoutException"/> that names this
+    /// setting, the connection is closed, and the request is not sent again.</summary>
+    public TimeSpan? ResponseHeaderTimeout { get; init; }
+
     /// <summary>How long a request with <c>Expect: 100-continue</c> waits for the server before sending its
     /// body anyway (default 1 s); null sends the body at once.</summary>
     public TimeSpan? ExpectContinueTimeout { get; init; } = TimeSpan.FromSeconds(1);
@@ -142,7 +153,9 @@ public sealed class Transport : HttpMessageHandler
             try
             {
                 await conn.Client.WriteCoreAsync(request, cancellationToken).ConfigureAwait(false);
-                var (response, body) = await conn.Client.ReadCoreAsync(request, cancellationToken).ConfigureAwait(false);
+                var (response, body) = ResponseHeaderTimeout is { } headLimit
+                    ? await ReadWithinAsync(conn.Client, request, headLimit, cancellationToken).ConfigureAwait(false)
+                    : await conn.Client.ReadCoreAsync(request, cancellationToken).ConfigureAwait(false);
                 if (response is WireResponseMessage { Wire.Switching: true }) return await SwitchAsync(pool, conn, response, cancellationToken).ConfigureAwait(false);
                 conn.Body = body;
                 conn.Trace = trace;
@@ -159,6 +172,22 @@ public sealed class Transport : HttpMessageHandler
                 }
                 throw Wrap(ex);
             }
+        }
+    }
+
+    /// <summary>Reads the response head within <paramref name="limit"/>; past it, a <see cref="TimeoutException"/>.</summary>
+    private static async ValueTask<(HttpResponseMessage, BodyReadStream)> ReadWithinAsync(ClientConn client, HttpRequestMessage request,
+        TimeSpan limit, CancellationToken ct)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(limit);
+        try
+        {
+            return await client.ReadCoreAsync(request, deadline.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw new TimeoutException($"no response head within {limit.TotalSeconds:0.###} s of writing the request (ResponseHeaderTimeout)");
         }
     }
 
@@ -291,7 +320,7 @@ public sealed class Transport : HttpMessageHandler
     private static Exception Wrap(Exception ex) => ex switch
     {
         OperationCanceledException or ClientTraceException or ArgumentException or HttpRequestException => ex,
-        IOException or ProtocolException or System.Net.Sockets.SocketException or ObjectDisposedException =>
+        IOException or ProtocolException or System.Net.Sockets.SocketException or ObjectDisposedException or TimeoutException =>
             new HttpRequestException($"the request failed: {ex.Message}", ex),
         _ => ex,
     };
