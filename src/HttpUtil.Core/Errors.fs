@@ -70,6 +70,9 @@ type ErrorKind =
     /// A body longer than its Content-Length was offered for writing, or a peer sent more than it
     /// announced (RFC 9112 section 6.2).
     | ContentLengthOverrun = 39
+    /// No complete request head arrived within the server's head timeout, counted from the start of the read
+    /// (keep-alive idle time included): a slow or idle client (answer 408 Request Timeout, then close).
+    | HeadTimeout = 9
     /// A request body longer than `Limits.MaxRequestBodyBytes`: announced by Content-Length, or found while a
     /// chunked or other body arrives (answer 413 Content Too Large).
     | BodyTooLarge = 8
@@ -103,6 +106,7 @@ type HttpError =
         | ErrorKind.BodyTooLarge
         | ErrorKind.ChunkSizeTooLarge -> 413
         | ErrorKind.UnsupportedTransferCoding -> 501
+        | ErrorKind.HeadTimeout -> 408
         | ErrorKind.UnsupportedVersion -> 505
         | _ -> 400
 

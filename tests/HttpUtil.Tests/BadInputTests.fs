@@ -355,3 +355,45 @@ let ``ServerConn: a chunked body that grows past MaxRequestBodyBytes fails as it
         Assert.That(ex.Error.StatusHint, Is.EqualTo 413)
     }
     |> sync
+
+[<TestCase("GET / HTTP/1.1\r\nHo")>]
+[<TestCase("")>]
+let ``ServerConn: a head not complete within HeadTimeout (slowloris, or an idle keep-alive) fails with a 408 hint``
+    (partial: string)
+    =
+    task {
+        let clientEnd, serverEnd = duplexPair ()
+        use _client = clientEnd
+        do! writeText clientEnd partial
+        do! clientEnd.FlushAsync()
+
+        use conn =
+            new ServerConn(serverEnd, HeadTimeout = Nullable(TimeSpan.FromMilliseconds 300.0))
+
+        let ex =
+            Assert.ThrowsAsync<RequestTimeoutException>(fun () -> conn.ReadAsync() :> Task)
+
+        Assert.That(ex.Error.Kind, Is.EqualTo ErrorKind.HeadTimeout)
+        Assert.That(ex.Error.StatusHint, Is.EqualTo 408)
+        Assert.That(ex.Message, Does.Contain "HeadTimeout")
+    }
+    |> sync
+
+[<Test>]
+let ``ServerConn: heads that arrive in time are read, one after another, under a HeadTimeout`` () =
+    task {
+        let clientEnd, serverEnd = duplexPair ()
+        use _client = clientEnd
+
+        use conn =
+            new ServerConn(serverEnd, HeadTimeout = Nullable(TimeSpan.FromSeconds 10.0))
+
+        for path in [ "/a"; "/b"; "/c" ] do
+            do! writeText clientEnd (sprintf "GET %s HTTP/1.1\r\nHost: x\r\n\r\n" path)
+            do! clientEnd.FlushAsync()
+            let! request = conn.ReadAsync()
+            Assert.That(request.RequestUri.AbsolutePath, Is.EqualTo path)
+            use response = new HttpResponseMessage(Net.HttpStatusCode.NoContent)
+            do! conn.WriteAsync(request, response)
+    }
+    |> sync

@@ -61,6 +61,12 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
         init => shell.FlushTimeout = value >= TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
     }
 
+    /// <summary>How long <see cref="ReadAsync"/> waits for a complete request head, from its start (so the idle time
+    /// of a keep-alive connection counts), like Kestrel's request-headers timeout; default 30 s, null for none.
+    /// Past it the read throws <see cref="RequestTimeoutException"/> (a 408 hint) and the read side is broken: a
+    /// slowloris client that sends a head a byte at a time is cut off.</summary>
+    public TimeSpan? HeadTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Requests read that have not been answered yet.</summary>
     public int Pending => shell.Gate.Pending;
 
@@ -79,7 +85,32 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
     /// <exception cref="MalformedMessageException">The request breaks HTTP/1.x or a limit (the kind says
     /// which, and <c>Error.StatusHint</c> the status to answer with: 400, 413, 414, 431, 501 or 505; then close).</exception>
     /// <exception cref="ObjectDisposedException">After <see cref="Close"/> or <see cref="HijackAsync"/>.</exception>
+    /// <exception cref="RequestTimeoutException">No complete head within <see cref="HeadTimeout"/>.</exception>
     public async Task<HttpRequestMessage> ReadAsync(CancellationToken cancellationToken = default)
+    {
+        if (HeadTimeout is not { } limit) return await ReadCoreAsync(cancellationToken).ConfigureAwait(false);
+        // One deadline source per connection, reused while reads take turns (a read running beside it gets its own).
+        var deadline = Interlocked.Exchange(ref spareDeadline, null) ?? new CancellationTokenSource();
+        var link = cancellationToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), deadline);
+        deadline.CancelAfter(limit);
+        try
+        {
+            return await ReadCoreAsync(deadline.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new RequestTimeoutException(limit);
+        }
+        finally
+        {
+            link.Dispose();
+            if (!deadline.TryReset() || Interlocked.CompareExchange(ref spareDeadline, deadline, null) is not null) deadline.Dispose();
+        }
+    }
+
+    private CancellationTokenSource? spareDeadline;
+
+    private async Task<HttpRequestMessage> ReadCoreAsync(CancellationToken cancellationToken)
     {
         var (slot, _) = await shell.Gate.TakeTurnAsync(static (m, _) => m.StartReadRequest(), 0, ExchangePhase.Request, null,
             cancellationToken).ConfigureAwait(false);

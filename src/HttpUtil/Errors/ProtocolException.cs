@@ -82,6 +82,30 @@ public sealed class MalformedMessageException : ProtocolException
 }
 
 /// <summary>
+/// No complete request head arrived within <see cref="ServerConn.HeadTimeout"/> (counted from the start of
+/// <see cref="ServerConn.ReadAsync"/>, so keep-alive idle time counts): a slow or idle client. The read side is
+/// broken, as after a cancelled read; close the connection. <see cref="Error"/> has the kind
+/// (<see cref="ErrorKind.HeadTimeout"/>) and the status a server would answer (408).
+/// </summary>
+public sealed class RequestTimeoutException : ProtocolException
+{
+    /// <summary>Creates the exception for a head timeout of <paramref name="timeout"/>.</summary>
+    /// <param name="timeout">The head timeout that passed.</param>
+    public RequestTimeoutException(TimeSpan timeout)
+        : base($"no complete request head within {timeout.TotalSeconds:0.###} s (HeadTimeout)")
+    {
+        Timeout = timeout;
+        Error = new HttpError(ErrorKind.HeadTimeout, 0L, Message);
+    }
+
+    /// <summary>The head timeout that passed.</summary>
+    public TimeSpan Timeout { get; }
+
+    /// <summary>The error value: <see cref="ErrorKind.HeadTimeout"/>, whose <c>StatusHint</c> is 408.</summary>
+    public HttpError Error { get; }
+}
+
+/// <summary>
 /// The unread rest of the previous message's body was larger than the connection's drain limit, so
 /// the next message could not be reached. The connection is closed.
 /// </summary>
