@@ -397,3 +397,35 @@ let ``ServerConn: heads that arrive in time are read, one after another, under a
             do! conn.WriteAsync(request, response)
     }
     |> sync
+
+[<Test>]
+let ``ServerConn: a client that never reads fails the write after SendTimeout instead of holding it forever`` () =
+    task {
+        let! client, server = socketPair ()
+        use _client = client
+        use _server = server
+        do! writeText (client.GetStream()) "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
+
+        use conn =
+            new ServerConn(server.GetStream(), SendTimeout = Nullable(TimeSpan.FromMilliseconds 500.0))
+
+        let! request = conn.ReadAsync()
+        // Far more than the socket buffers hold: the client reads none of it.
+        use response =
+            new HttpResponseMessage(
+                Net.HttpStatusCode.OK,
+                Content = new ByteArrayContent(Array.zeroCreate (64 * 1024 * 1024))
+            )
+
+        let write = conn.WriteAsync(request, response)
+        let! first = Task.WhenAny(write, Task.Delay(TimeSpan.FromSeconds 30.0))
+        Assert.That(first, Is.SameAs write, "the write was still blocked")
+        let ex = Assert.CatchAsync<Exception>(fun () -> write)
+
+        let messages =
+            Seq.unfold (fun (e: exn) -> if isNull e then None else Some(e.Message, e.InnerException)) ex
+            |> String.concat " | "
+
+        Assert.That(messages, Does.Contain "SendTimeout")
+    }
+    |> sync

@@ -81,6 +81,15 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     /// </summary>
     public TimeSpan? ExpectContinueTimeout { get; init; }
 
+    /// <summary>How long one send may wait for the peer to take bytes (default 30 s; null for no limit). A server that
+    /// stops reading cannot hold a write and its buffers forever: past it the connection is closed and the write (and
+    /// every later one) fails with <see cref="IOException"/> naming this setting.</summary>
+    public TimeSpan? SendTimeout
+    {
+        get => shell.SendTimeout;
+        init => shell.SendTimeout = value is null || value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
+    }
+
     /// <summary>How long <see cref="CloseAsync"/>, <see cref="Close"/> and <see cref="HijackAsync"/> wait for bytes
     /// already written to be sent to a peer that does not read (default 5 s). Past it the connection is closed
     /// and <see cref="CloseAsync"/> and <see cref="HijackAsync"/> throw <see cref="IOException"/>.</summary>

@@ -29,7 +29,7 @@ internal sealed class ConnectionShell
         // (the default). The buffer is rented only while a read is under way, so an idle connection holds none.
         Reader = reader ?? PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: ReadBufferSize, minimumReadSize: 2048, leaveOpen: true));
         Gate = new TurnGate(new ConnectionMachine(client, objectName));
-        send = new SendLoop(stream, ex => Gate.Step(static (m, e) => m.SendFailed(e), ex));
+        send = new SendLoop(stream, ex => Gate.Step(static (m, e) => m.SendFailed(e), ex)) { StallTimeout = TimeSpan.FromSeconds(30) };
         Heads = new HeadReader(Reader, Gate);
         Messages = new MessageWriter(send.Writer, Gate, Heads);
     }
@@ -49,6 +49,13 @@ internal sealed class ConnectionShell
     public long MaxDrainBytes { get; set; } = 256 * 1024;
 
     public TimeSpan FlushTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long one send may wait for the peer to take bytes (see <see cref="SendLoop.StallTimeout"/>).</summary>
+    public TimeSpan? SendTimeout
+    {
+        get => send.StallTimeout;
+        set => send.StallTimeout = value;
+    }
 
     /// <summary>Remembers the slot of a request written (client) or read (server) here.</summary>
     public void RememberSlot(HttpRequestMessage request, int slot)

@@ -41,6 +41,11 @@ internal sealed class SendLoop
         loop = RunAsync();
     }
 
+    /// <summary>How long one send may take without the peer taking the bytes (null: no limit). Past it the send
+    /// fails, which breaks the writing side, and the stream is disposed: a peer that stops reading cannot hold a
+    /// writer (and its buffers) forever.</summary>
+    public TimeSpan? StallTimeout { get; set; }
+
     /// <summary>Where writers put bytes to send.</summary>
     public PipeWriter Writer => output.Writer;
 
@@ -61,14 +66,20 @@ internal sealed class SendLoop
                     var left = buffer.Length;
                     while (left > 0)
                     {
-                        var sent = await socket.SendAsync(gather, SocketFlags.None).ConfigureAwait(false);
+                        var sending = socket.SendAsync(gather, SocketFlags.None);
+                        var sent = sending.IsCompleted ? await sending.ConfigureAwait(false) : await WithinAsync(sending).ConfigureAwait(false);
                         left -= sent;
                         if (left > 0) TryGather(buffer.Slice(buffer.Length - left), gather);
                     }
                 }
                 else
                 {
-                    foreach (var segment in buffer) await stream.WriteAsync(segment).ConfigureAwait(false);
+                    foreach (var segment in buffer)
+                    {
+                        var writing = stream.WriteAsync(segment);
+                        if (writing.IsCompleted) await writing.ConfigureAwait(false);
+                        else await WithinAsync(writing.AsTask()).ConfigureAwait(false);
+                    }
                     // A socket sends what it is given; other streams (TLS, compression, user streams) may buffer.
                     if (!buffer.IsEmpty && socket is null) await stream.FlushAsync().ConfigureAwait(false);
                 }
@@ -82,6 +93,28 @@ internal sealed class SendLoop
             failure = ex;
             await reader.CompleteAsync(ex).ConfigureAwait(false);
             onFailure(ex);
+        }
+    }
+
+    /// <summary>Waits for a send that did not complete at once, at most <see cref="StallTimeout"/>; past it the
+    /// stream is disposed (which ends the send) and the failure names the setting.</summary>
+    private async Task<int> WithinAsync(Task<int> sending) { await WithinAsync((Task)sending).ConfigureAwait(false); return sending.Result; }
+
+    private async Task WithinAsync(Task sending)
+    {
+        if (StallTimeout is not { } limit)
+        {
+            await sending.ConfigureAwait(false);
+            return;
+        }
+        try
+        {
+            await sending.WaitAsync(limit).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            await stream.DisposeAsync().ConfigureAwait(false);
+            throw new IOException($"the peer took no bytes for {limit.TotalSeconds:0.###} s (SendTimeout); the connection was closed");
         }
     }
 
