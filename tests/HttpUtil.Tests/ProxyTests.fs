@@ -111,6 +111,17 @@ let echo (ctx: HttpContext) : Task =
         do! ctx.Response.WriteAsync(sb.ToString())
     }
 
+/// An `echo` upstream that counts the requests it got.
+let countingEcho () =
+    let hits = ref 0
+
+    let server =
+        Kestrel.Plain(fun ctx ->
+            Interlocked.Increment(&hits.contents) |> ignore
+            echo ctx)
+
+    server, hits
+
 let lines (s: string) =
     s.Split('\n', StringSplitOptions.RemoveEmptyEntries) |> List.ofArray
 
@@ -440,12 +451,8 @@ let ``a query with a semicolon or a bad escape is sanitized, and that is logged 
 [<Test>]
 let ``the Proxy hook may answer itself: nothing reaches the upstream`` () =
     task {
-        let hits = ref 0
-
-        use upstream =
-            Kestrel.Plain(fun ctx ->
-                Interlocked.Increment(&hits.contents) |> ignore
-                echo ctx)
+        let upstream, hits = countingEcho ()
+        use upstream = upstream
 
         let proxy = ReverseProxy.NewSingleHost(upstream.Uri "/")
 
@@ -1164,12 +1171,8 @@ let ``MaxRequestBodySize: a larger Content-Length gets 413 before the upstream i
     ()
     =
     task {
-        let hits = ref 0
-
-        use upstream =
-            Kestrel.Plain(fun ctx ->
-                Interlocked.Increment(&hits.contents) |> ignore
-                echo ctx)
+        let upstream, hits = countingEcho ()
+        use upstream = upstream
 
         let proxy = ReverseProxy.NewSingleHost(upstream.Uri "/")
         proxy.MaxRequestBodySize <- Nullable 1000L

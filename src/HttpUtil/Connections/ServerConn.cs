@@ -98,10 +98,8 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
     public async Task<HttpRequestMessage> ReadAsync(CancellationToken cancellationToken = default)
     {
         if (HeadTimeout is not { } limit) return await ReadCoreAsync(cancellationToken).ConfigureAwait(false);
-        // One deadline source per connection, reused while reads take turns (a read running beside it gets its own).
-        var deadline = Interlocked.Exchange(ref spareDeadline, null) ?? new CancellationTokenSource();
-        var link = cancellationToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), deadline);
-        deadline.CancelAfter(limit);
+        // The connection's deadline source is reused from read to read (a read running beside it gets its own).
+        var deadline = (headDeadlines ??= new DeadlinePool(1)).Start(cancellationToken, limit);
         try
         {
             return await ReadCoreAsync(deadline.Token).ConfigureAwait(false);
@@ -112,12 +110,11 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
         }
         finally
         {
-            link.Dispose();
-            if (!deadline.TryReset() || Interlocked.CompareExchange(ref spareDeadline, deadline, null) is not null) deadline.Dispose();
+            headDeadlines.Finish(deadline);
         }
     }
 
-    private CancellationTokenSource? spareDeadline;
+    private DeadlinePool? headDeadlines;
 
     private async Task<HttpRequestMessage> ReadCoreAsync(CancellationToken cancellationToken)
     {

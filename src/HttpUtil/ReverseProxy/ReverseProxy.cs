@@ -51,7 +51,7 @@ public sealed class ReverseProxy
     private static readonly Lazy<Transport> SharedTransport = new(() => new Transport { MaxIdleConnsPerHost = 256 });
 
     private readonly UpstreamTarget? singleHostTarget;
-    private readonly System.Collections.Concurrent.ConcurrentQueue<CancellationTokenSource> deadlines = new();
+    private readonly DeadlinePool deadlines = new(1024);
     private readonly Action<HttpRequestMessage>? singleHostDirector;
     private HttpMessageInvoker? invoker;
     private ILogger? hostLogger;
@@ -247,9 +247,7 @@ public sealed class ReverseProxy
 
         HttpResponseMessage response;
         // The upstream deadline, cancelled by the client's abort too; its source is reused across requests.
-        if (!deadlines.TryDequeue(out var deadline)) deadline = new CancellationTokenSource();
-        var abortLink = aborted.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), deadline);
-        if (UpstreamTimeout != Timeout.InfiniteTimeSpan) deadline.CancelAfter(UpstreamTimeout);
+        var deadline = deadlines.Start(aborted, UpstreamTimeout);
         try
         {
             // Our Transport is called on its pooled path (no Task per request); any other handler through an invoker.
@@ -264,10 +262,8 @@ public sealed class ReverseProxy
         }
         finally
         {
-            abortLink.Dispose();
             // Reused only with our Transport, which lets go of the token once the head arrived.
-            if ((Transport ?? DefaultTransport) is HttpUtil.Transport && deadline.TryReset() && deadlines.Count < 1024) deadlines.Enqueue(deadline);
-            else deadline.Dispose();
+            deadlines.Finish(deadline, reusable: (Transport ?? DefaultTransport) is HttpUtil.Transport);
         }
         timer?.HeadArrived();
 
