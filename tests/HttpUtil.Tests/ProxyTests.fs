@@ -1127,17 +1127,6 @@ let ``ModifyResponse changes the response; when it throws the client gets 502`` 
     |> sync
 
 /// The repository's root (where HttpUtil.sln is), found from the test assembly's folder.
-let private repositoryRoot () =
-    let mutable d = DirectoryInfo(AppContext.BaseDirectory)
-
-    while not (isNull d) && not (File.Exists(Path.Combine(d.FullName, "HttpUtil.sln"))) do
-        d <- d.Parent
-
-    if isNull d then
-        failwith "HttpUtil.sln not found above the test assembly"
-
-    d.FullName
-
 [<Test>]
 let ``the README's ReverseProxy example is the compiled examples/SingleHostProxy, and it prints the backend's text``
     ()

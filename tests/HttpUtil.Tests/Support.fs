@@ -398,3 +398,103 @@ let run (file: string) (args: string list) =
         let! e = err
         return p.ExitCode, o, e
     }
+
+/// The repository's root: the folder above the test assembly that holds HttpUtil.sln.
+let repositoryRoot () =
+    let mutable d = DirectoryInfo(AppContext.BaseDirectory)
+
+    while not (isNull d) && not (File.Exists(Path.Combine(d.FullName, "HttpUtil.sln"))) do
+        d <- d.Parent
+
+    if isNull d then
+        failwith "HttpUtil.sln not found above the test assembly"
+
+    d.FullName
+
+/// The configuration the tests were built in (bin/<Configuration>/net10.0).
+let configuration () =
+    DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent.Name
+
+/// A process started by a test: its output is collected as it comes, and disposing it kills the whole tree.
+type ChildProcess(file: string, args: string list, env: (string * string) list, workDir: string option) =
+    let psi = ProcessStartInfo(file)
+
+    do
+        for a in args do
+            psi.ArgumentList.Add a
+
+        for (k, v) in env do
+            psi.Environment[k] <- v
+
+        workDir |> Option.iter (fun d -> psi.WorkingDirectory <- d)
+        psi.RedirectStandardOutput <- true
+        psi.RedirectStandardError <- true
+        psi.RedirectStandardInput <- true
+
+    let p = Process.Start psi
+    let out = StringBuilder()
+    let err = StringBuilder()
+    let lines = Channels.Channel.CreateUnbounded<string>()
+
+    do
+        p.OutputDataReceived.Add(fun e ->
+            if not (isNull e.Data) then
+                lock out (fun () -> out.AppendLine e.Data |> ignore)
+                lines.Writer.TryWrite e.Data |> ignore)
+
+        p.ErrorDataReceived.Add(fun e ->
+            if not (isNull e.Data) then
+                lock err (fun () -> err.AppendLine e.Data |> ignore))
+
+        p.BeginOutputReadLine()
+        p.BeginErrorReadLine()
+
+    member _.Id = p.Id
+    member _.Output = lock out (fun () -> out.ToString())
+    member _.Error = lock err (fun () -> err.ToString())
+
+    /// The next line of standard output that satisfies `pred` (at most `seconds` to wait).
+    member _.WaitForLine(pred: string -> bool, seconds: float) =
+        task {
+            use cts = new CancellationTokenSource(TimeSpan.FromSeconds seconds)
+            let mutable found = None
+
+            while found.IsNone do
+                let! line = lines.Reader.ReadAsync(cts.Token)
+
+                if pred line then
+                    found <- Some line
+
+            return found.Value
+        }
+
+    /// Waits for the exit (at most `seconds`, then kills it and fails); returns the exit code.
+    member _.WaitForExit(seconds: float) =
+        task {
+            use cts = new CancellationTokenSource(TimeSpan.FromSeconds seconds)
+
+            try
+                do! p.WaitForExitAsync(cts.Token)
+            with :? OperationCanceledException ->
+                p.Kill true
+                failwithf "%s %s did not exit within %.0f s" file (String.Join(" ", args)) seconds
+
+            // The asynchronous readers may still be draining: WaitForExit() without a timeout waits for them.
+            p.WaitForExit()
+            return p.ExitCode
+        }
+
+    interface IDisposable with
+        member _.Dispose() =
+            if not p.HasExited then
+                p.Kill true
+
+            p.Dispose()
+
+/// Runs `file args` to its end (at most `seconds`); returns the exit code, standard output and standard error.
+let runFor (seconds: float) (env: (string * string) list) (workDir: string option) (file: string) (args: string list) =
+    task {
+        use p = new ChildProcess(file, args, env, workDir)
+        let! code = p.WaitForExit seconds
+        return code, p.Output, p.Error
+    }

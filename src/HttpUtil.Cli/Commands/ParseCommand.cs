@@ -21,7 +21,7 @@ public static class ParseCommand
 
     /// <summary>The <c>parse</c> command: a file (or '-' for standard input), <c>--response</c>,
     /// <c>--method</c>, <c>--lenient</c>.</summary>
-    /// <returns>The command; it exits with 0 for a valid message, 1 for an invalid one, 2 when the file cannot be read.</returns>
+    /// <returns>The command; it exits with 0 for a valid message, 1 for an invalid one, 4 when the file cannot be read.</returns>
     public static Command Create()
     {
         var file = new Argument<FileInfo?>("file")
@@ -48,8 +48,7 @@ public static class ParseCommand
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                Console.Error.WriteLine($"httputil: cannot read {path?.FullName}: {e.Message}");
-                return 2;
+                return CommandRunner.Fail(ExitCode.BadFile, $"cannot read {path?.FullName}: {e.Message}");
             }
 
             var settings = result.GetValue(lenient)

@@ -1,120 +1,107 @@
 using System.CommandLine;
-using System.Diagnostics;
-using System.Text;
+using Spectre.Console;
 
 namespace HttpUtil.Cli;
 
 /// <summary>
-/// <c>httputil trace URL</c>: sends one request through <see cref="Transport"/> with every
-/// <see cref="ClientTrace"/> hook set and prints a timing waterfall (each hook's time since the start,
-/// with a bar), then the status line.
+/// <c>httputil trace URL</c>: sends a request through <see cref="Transport"/> with a <see cref="RequestTimings"/> trace
+/// and draws its phases as httpstat does (DNS lookup, TCP connection, TLS handshake, request sent, server processing,
+/// content transfer), then the connection's facts and the response head. <c>-n</c> sends several in a row on one
+/// Transport (the second shows the reused connection); <c>--json</c> prints one JSON object per request instead.
+/// The request path is warmed up on a loopback server first (<see cref="Warmup"/>), so the phases measure the network.
 /// </summary>
 public static class TraceCommand
 {
-    /// <summary>The <c>trace</c> command: a URL, <c>-X</c> method, <c>-k</c>.</summary>
-    /// <returns>The command, wired to <see cref="RunAsync"/>; a URL that is not absolute http(s) exits with 2.</returns>
+    /// <summary>The <c>trace</c> command.</summary>
+    /// <returns>The command.</returns>
     public static Command Create()
     {
-        var url = new Argument<string>("url") { Description = "An absolute http or https URL." };
-        var method = new Option<string>("--method", "-X") { Description = "The request method.", DefaultValueFactory = _ => "GET" };
-        var insecure = new Option<bool>("--insecure", "-k") { Description = "Accept any server certificate." };
-        var trace = new Command("trace", "Send one request through Transport and print a timing waterfall of every ClientTrace hook.")
+        var request = new RequestOptions();
+        var count = new Option<int>("--count", "-n") { Description = "Send this many requests in a row on one Transport.", DefaultValueFactory = _ => 1 };
+        var via = new Option<string?>("--via") { Description = "Send through this HTTP proxy (http://host:port)." };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object per request instead of the waterfall." };
+        var cold = new Option<bool>("--no-warmup") { Description = "Skip the warm-up: the first request then also measures the JIT (for comparison)." };
+        var trace = new Command("trace", "Send a request through Transport and draw the time each phase took (DNS, connect, TLS, send, server, transfer).");
+        request.AddTo(trace);
+        trace.Options.Add(count);
+        trace.Options.Add(via);
+        trace.Options.Add(json);
+        trace.Options.Add(cold);
+        trace.SetAction((result, ct) => CommandRunner.Guarded(async () =>
         {
-            url, method, insecure,
-        };
-        trace.SetAction((result, ct) =>
-        {
-            var text = result.GetValue(url) ?? "";
-            if (!Uri.TryCreate(text, UriKind.Absolute, out var target) || (target.Scheme != Uri.UriSchemeHttp && target.Scheme != Uri.UriSchemeHttps))
-            {
-                Console.Error.WriteLine($"httputil: '{text}' is not an absolute http or https URL");
-                return Task.FromResult(2);
-            }
-            return RunAsync(Console.Out, target, result.GetValue(method), result.GetValue(insecure), ct);
-        });
+            var spec = request.Read(result);
+            var n = result.GetValue(count);
+            if (n < 1) throw new CliException(ExitCode.Usage, $"-n {n}: send at least one request");
+            Uri? proxy = null;
+            if (result.GetValue(via) is { } v && (!Uri.TryCreate(v, UriKind.Absolute, out proxy) || proxy.Scheme != Uri.UriSchemeHttp))
+                throw new CliException(ExitCode.BadUrl, $"--via '{v}' is not an http://host:port proxy URL");
+            return await RunAsync(Console.Out, Terminal.Create(), spec, n, proxy, result.GetValue(json), !result.GetValue(cold), ct);
+        }));
         return trace;
     }
 
-    /// <summary>Runs the trace; returns 0 when a response came back, 1 when the request failed.</summary>
-    /// <param name="output">Where the waterfall goes.</param>
-    /// <param name="url">An absolute http or https URL.</param>
-    /// <param name="method">The method (GET when null).</param>
-    /// <param name="insecure">Accept any server certificate.</param>
-    /// <param name="ct">Cancels the request.</param>
-    public static async Task<int> RunAsync(TextWriter output, Uri url, string? method, bool insecure, CancellationToken ct)
+    /// <summary>Traces <paramref name="count"/> requests; returns <see cref="ExitCode.Ok"/> when every one got a response.</summary>
+    /// <param name="output">Where JSON goes.</param>
+    /// <param name="console">Where the waterfall goes.</param>
+    /// <param name="spec">The request.</param>
+    /// <param name="count">How many in a row.</param>
+    /// <param name="proxy">An HTTP proxy, or null.</param>
+    /// <param name="json">Print JSON instead of the waterfall.</param>
+    /// <param name="warmUp">Warm up the request path first.</param>
+    /// <param name="ct">Cancels the run.</param>
+    /// <returns>The exit code.</returns>
+    /// <exception cref="CliException">A request failed (its code says why).</exception>
+    public static async Task<ExitCode> RunAsync(TextWriter output, IAnsiConsole console, RequestSpec spec, int count, Uri? proxy, bool json,
+        bool warmUp, CancellationToken ct)
     {
-        var start = Stopwatch.GetTimestamp();
-        var lines = new List<(double Ms, string What)>();
-        var gate = new object();
-        void Mark(string what)
-        {
-            lock (gate) lines.Add((Stopwatch.GetElapsedTime(start).TotalMilliseconds, what));
-        }
-
-        var trace = new ClientTrace
-        {
-            GetConn = info => Mark($"GetConn {info.HostPort}"),
-            DnsStart = info => Mark($"DNSStart {info.Host}"),
-            DnsDone = info => Mark(info.Error is null
-                ? $"DNSDone {string.Join(", ", info.Addresses)}{(info.Coalesced ? " (coalesced)" : "")}"
-                : $"DNSDone error: {info.Error.Message}"),
-            ConnectStart = info => Mark($"ConnectStart {info.Network} {info.Address}"),
-            ConnectDone = info => Mark(info.Error is null ? $"ConnectDone {info.Address}" : $"ConnectDone {info.Address} error: {info.Error.Message}"),
-            TlsHandshakeStart = () => Mark("TLSHandshakeStart"),
-            TlsHandshakeDone = info => Mark(info.Error is null
-                ? $"TLSHandshakeDone {info.State?.Protocol} {info.State?.CipherSuite} ALPN={info.State?.ApplicationProtocol}"
-                : $"TLSHandshakeDone error: {info.Error.Message}"),
-            GotConn = info => Mark($"GotConn reused={info.Reused} wasIdle={info.WasIdle}"),
-            WroteHeaderField = info => Mark($"WroteHeaderField {info.Name}: {string.Join(", ", info.Values)}"),
-            WroteHeaders = () => Mark("WroteHeaders"),
-            Wait100Continue = () => Mark("Wait100Continue"),
-            Got100Continue = () => Mark("Got100Continue"),
-            WroteRequest = info => Mark(info.Error is null ? "WroteRequest" : $"WroteRequest error: {info.Error.Message}"),
-            GotFirstResponseByte = () => Mark("GotFirstResponseByte"),
-            Got1xxResponse = info => Mark($"Got1xxResponse {info.Status}"),
-            PutIdleConn = info => Mark(info.Error is null ? "PutIdleConn" : $"PutIdleConn not reused: {info.Error.Message}"),
-        };
-
+        if (warmUp) await Warmup.RunAsync(spec, ct);
         using var transport = new Transport
         {
-            ServerCertificateValidation = insecure ? (_, _, _, _) => true : null,
+            Proxy = proxy,
+            ServerCertificateValidation = spec.Insecure ? (_, _, _, _) => true : null,
         };
-        using var invoker = new HttpMessageInvoker(transport);
-        var request = new HttpRequestMessage(new HttpMethod(method ?? "GET"), url).WithClientTrace(trace);
-        string status;
-        long bodyBytes = 0;
-        var code = 0;
-        try
+        using var invoker = new HttpMessageInvoker(transport, disposeHandler: false);
+        for (var i = 1; i <= count; i++)
         {
-            using var response = await invoker.SendAsync(request, ct);
-            await using var body = await response.Content.ReadAsStreamAsync(ct);
-            var buffer = new byte[16 * 1024];
-            int n;
-            while ((n = await body.ReadAsync(buffer, ct)) > 0) bodyBytes += n;
-            Mark($"body read ({bodyBytes} bytes)");
-            status = $"HTTP/{response.Version} {(int)response.StatusCode} {response.ReasonPhrase}";
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            deadline.CancelAfter(spec.MaxTime);
+            var timings = new RequestTimings();
+            using var request = spec.Build().WithClientTrace(timings.Trace);
+            try
+            {
+                timings.Start();
+                using var response = await invoker.SendAsync(request, deadline.Token);
+                timings.HeadArrived();
+                var bytes = await ReadBodyAsync(response, deadline.Token);
+                timings.BodyEnded();
+                var report = new TraceReport(i, spec.Url, timings, response, bytes);
+                if (json) report.WriteJson(output);
+                else report.Render(console);
+            }
+            catch (OperationCanceledException) when (deadline.IsCancellationRequested && !ct.IsCancellationRequested)
+            {
+                throw new CliException(ExitCode.Timeout, $"{spec.What}: no complete response within --max-time {spec.MaxTime.TotalSeconds:0.###} s");
+            }
+            catch (Exception e) when (e is not CliException and not OperationCanceledException)
+            {
+                var (code, message) = Failures.Describe(e, spec.What);
+                throw new CliException(code, message);
+            }
         }
-        catch (Exception e) when (e is HttpRequestException or ClientTraceException or IOException)
-        {
-            status = $"failed: {e.Message}";
-            code = 1;
-        }
-
-        Print(output, lines);
-        output.WriteLine();
-        output.WriteLine(status);
-        return code;
+        return ExitCode.Ok;
     }
 
-    private static void Print(TextWriter output, List<(double Ms, string What)> lines)
+    /// <summary>Reads a response body to its end; returns how many bytes it had.</summary>
+    /// <param name="response">The response.</param>
+    /// <param name="ct">Cancels the read.</param>
+    /// <returns>The byte count.</returns>
+    public static async Task<long> ReadBodyAsync(HttpResponseMessage response, CancellationToken ct)
     {
-        var total = lines.Count == 0 ? 1 : Math.Max(lines[^1].Ms, 0.001);
-        const int width = 30;
-        foreach (var (ms, what) in lines)
-        {
-            var at = (int)Math.Round(ms / total * width);
-            var bar = new StringBuilder().Append(' ', Math.Min(at, width)).Append('|').ToString().PadRight(width + 1);
-            output.WriteLine($"{ms,9:F2} ms {bar} {what}");
-        }
+        await using var body = await response.Content.ReadAsStreamAsync(ct);
+        var buffer = new byte[16 * 1024];
+        long total = 0;
+        int n;
+        while ((n = await body.ReadAsync(buffer, ct)) > 0) total += n;
+        return total;
     }
 }

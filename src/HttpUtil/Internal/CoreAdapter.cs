@@ -446,6 +446,35 @@ internal static class CoreAdapter
         if (r.IsError) throw new InvalidOperationException(r.ErrorValue.Message);
     }
 
+    /// <summary>The bytes of a head, as <see cref="WriteHead(IBufferWriter{byte}, RequestHead)"/> writes it.</summary>
+    public static byte[] HeadBytes(RequestHead head)
+    {
+        var r = Serializer.requestBytes(head);
+        if (r.IsError) throw new InvalidOperationException(r.ErrorValue.Message);
+        return r.ResultValue;
+    }
+
+    /// <inheritdoc cref="HeadBytes(RequestHead)"/>
+    public static byte[] HeadBytes(ResponseHead head)
+    {
+        var r = Serializer.responseBytes(head);
+        if (r.IsError) throw new InvalidOperationException(r.ErrorValue.Message);
+        return r.ResultValue;
+    }
+
+    /// <summary>Chunked framing: chunks until the last-chunk, then trailers.</summary>
+    public static Framing.BodyLength ChunkedFraming => Framing.BodyLength.Chunked;
+
+    /// <summary>How the body of <paramref name="head"/>, a request read off the wire, is framed (<c>NoBody</c> when
+    /// the core would refuse it).</summary>
+    public static Framing.BodyLength RequestFraming(RequestHead head) =>
+        ReadRequest(head, ParserSettings.Default, out _) is { } incoming ? incoming.Body : Framing.BodyLength.NoBody;
+
+    /// <summary>How the body of <paramref name="head"/>, a response to <paramref name="requestMethod"/> read off the
+    /// wire, is framed (<c>NoBody</c> when the core would refuse it).</summary>
+    public static Framing.BodyLength ResponseFraming(string requestMethod, ResponseHead head) =>
+        ReadResponse(requestMethod, head, out _) is { } incoming ? incoming.Body : Framing.BodyLength.NoBody;
+
     // ---- Client routing and retries -------------------------------------------------------------
 
     /// <summary>How to reach <paramref name="scheme"/> with or without a proxy: whether the connection is

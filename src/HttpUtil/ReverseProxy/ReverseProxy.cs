@@ -225,7 +225,7 @@ public sealed class ReverseProxy
         if (content is not null && request.ContentLength is null && request.SupportsTrailers())
             outgoing.WithTrailers(() => Trailers(context));
 
-        ExchangeTimer? timer = Debug || ServerTiming ? new ExchangeTimer() : null;
+        RequestTimings? timer = Debug || ServerTiming ? new RequestTimings() : null;
         if (timer is not null) outgoing.WithClientTrace(timer.Trace);
 
         try
@@ -288,7 +288,7 @@ public sealed class ReverseProxy
                 }
             }
             var contentLength = CopyResponseHead(context, response, usesWireHead: ModifyResponse is null);
-            if (timer is not null && ServerTiming) context.Response.Headers.Append("Server-Timing", timer.ServerTiming());
+            if (timer is not null && ServerTiming) context.Response.Headers.Append("Server-Timing", ServerTimingOf(timer));
             var bytes = await CopyResponseBodyAsync(context, response, contentLength, pool).ConfigureAwait(false);
             if (bytes >= 0 && response.TrailingHeaders.NonValidated.Count > 0 && context.Response.SupportsTrailers())
             {
@@ -761,11 +761,18 @@ public sealed class ReverseProxy
         context.Response.StatusCode = error.Status;
     }
 
-    private void LogExchange(HttpContext context, HttpRequestMessage outgoing, int status, long bytes, ExchangeTimer t) =>
+    private void LogExchange(HttpContext context, HttpRequestMessage outgoing, int status, long bytes, RequestTimings t) =>
         Logger(context).LogDebug(
             "{Method} {Target} -> {Upstream}: {Status}, {Bytes} bytes, reused {Reused}; dns {Dns:F3} connect {Connect:F3} tls {Tls:F3} wait {Wait:F3} total {Total:F3} ms",
-            context.Request.Method, ProxyUrls.RawTarget(context), outgoing.RequestUri, status, bytes, t.Reused, t.Dns, t.Connect, t.Tls, t.Wait,
-            t.Total);
+            context.Request.Method, ProxyUrls.RawTarget(context), outgoing.RequestUri, status, bytes, t.Reused, Ms(t.DnsLookup), Ms(t.TcpConnection),
+            Ms(t.TlsHandshake), Ms(t.ServerProcessing), Ms(t.UntilHead));
+
+    /// <summary>The <c>Server-Timing</c> value for the upstream exchange: its phases up to the response head.</summary>
+    private static string ServerTimingOf(RequestTimings t) =>
+        Forwarding.serverTiming(Ms(t.DnsLookup), Ms(t.TcpConnection), Ms(t.TlsHandshake), Ms(t.ServerProcessing), Ms(t.UntilHead));
+
+    /// <summary>Milliseconds, NaN for a phase that did not happen.</summary>
+    private static double Ms(TimeSpan? phase) => phase is { } p ? p.TotalMilliseconds : double.NaN;
 
     internal void NoteQuerySanitized(string query)
     {
