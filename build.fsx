@@ -1,4 +1,4 @@
-// The build: dotnet fsi build.fsx -- <Target>   (Clean, Build, Test, Bench, Format)
+// The build: dotnet fsi build.fsx -- <Target>   (Clean, Build, Pack, Test, Bench, Format)
 // Test ends with the line "N passed, N failed, N skipped" and exits non-zero on any failure or
 // on a build that broke before the tests could run.
 #r "nuget: Fake.Core.Target, 5.20.3"
@@ -44,6 +44,11 @@ Target.create "Clean" (fun _ ->
 let buildArgs = [ "build"; solution; "-c"; "Release"; "-nologo"; "-clp:NoSummary" ]
 
 Target.create "Build" (fun _ -> dotnetOrFail buildArgs)
+
+// The packages: HttpUtil, HttpUtil.Core and the tool HttpUtil.Tool, in artifacts/.
+Target.create "Pack" (fun _ ->
+    Shell.deleteDir (Path.Combine(root, "artifacts"))
+    dotnetOrFail [ "pack"; solution; "-c"; "Release"; "-nologo"; "-o"; Path.Combine(root, "artifacts") ])
 
 /// Sums the <Counters> of every .trx under the results directory.
 let countResults () =

@@ -285,6 +285,50 @@ let ``dump writes the request exactly as the server read it, then the response e
     }
     |> sync
 
+[<Test>]
+let ``trace --via sends the request to the forward proxy in absolute form, with -H fields and a -d body`` () =
+    task {
+        let seen = TaskCompletionSource<string>()
+
+        use forwardProxy =
+            new ScriptedServer(fun _ s ->
+                task {
+                    let! head = readHead s
+                    let body = Array.zeroCreate<byte> 4 // "a=b&"
+                    do! s.ReadExactlyAsync(body, 0, body.Length)
+                    seen.TrySetResult(head + text body) |> ignore
+                    do! writeText s "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                })
+
+        let! code, out, err =
+            httputil
+                [
+                    "trace"
+                    "--json"
+                    "--via"
+                    (forwardProxy.Uri "/").ToString()
+                    "-H"
+                    "X-Asked: yes"
+                    "-d"
+                    "a=b&"
+                    "http://origin.example/path?q=1"
+                ]
+
+        Assert.That(code, Is.EqualTo 0, err)
+        let! request = seen.Task |> within 10.0
+        Assert.That(request, Does.StartWith "POST http://origin.example/path?q=1 HTTP/1.1\r\nHost: origin.example\r\n")
+        Assert.That(request, Does.Contain "X-Asked: yes\r\n")
+        Assert.That(request, Does.Contain "Content-Type: application/x-www-form-urlencoded\r\n")
+        Assert.That(request, Does.EndWith "\r\n\r\na=b&")
+        let o = JsonDocument.Parse(out).RootElement
+
+        Assert.That(
+            o.GetProperty("connection").GetProperty("remote_address").GetString(),
+            Is.EqualTo(sprintf "127.0.0.1:%d" forwardProxy.Port)
+        )
+    }
+    |> sync
+
 /// A server that answers every connection with bytes that are not HTTP.
 let private garbageServer () =
     new ScriptedServer(fun _ s ->

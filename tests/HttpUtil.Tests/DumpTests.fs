@@ -23,7 +23,11 @@ let private ascii (b: byte[]) = Encoding.Latin1.GetString b
 let ``DumpRequestOut shows the head a client writes, the body framed, and leaves the content sendable`` () =
     task {
         use request =
-            new HttpRequestMessage(HttpMethod.Post, "http://example.test:8080/upload?x=1", Content = new StringContent("hi"))
+            new HttpRequestMessage(
+                HttpMethod.Post,
+                "http://example.test:8080/upload?x=1",
+                Content = new StringContent("hi")
+            )
 
         request.Headers.Add("X-Trace", "on")
         let! head = HttpDump.DumpRequestOutAsync(request, false)
@@ -43,7 +47,11 @@ let ``DumpRequestOut shows the head a client writes, the body framed, and leaves
 let ``DumpRequestOut frames content sent chunked as chunks, with the request's trailers`` () =
     task {
         use request =
-            new HttpRequestMessage(HttpMethod.Put, "http://example.test/f", Content = new StreamContent(new MemoryStream(latin1 "abc")))
+            new HttpRequestMessage(
+                HttpMethod.Put,
+                "http://example.test/f",
+                Content = new StreamContent(new MemoryStream(latin1 "abc"))
+            )
 
         request.Headers.TransferEncodingChunked <- true
         request.WithTrailers(fun () -> Headers.Of(struct ("X-Sum", "7"))) |> ignore
@@ -81,7 +89,9 @@ let ``DumpResponse shows a response read by ClientConn exactly as sent, with or 
     ()
     =
     task {
-        let head = "HTTP/1.1 200 OK\r\nServer:  odd   spacing\r\nset-cookie: a=1\r\nContent-Length: 5\r\n\r\n"
+        let head =
+            "HTTP/1.1 200 OK\r\nServer:  odd   spacing\r\nset-cookie: a=1\r\nContent-Length: 5\r\n\r\n"
+
         let client, server = duplexPair ()
         use server = server
         use conn = new ClientConn(client)
@@ -110,16 +120,19 @@ let ``DumpResponse of a response built in code shows what ServerConn writes for 
 
         Assert.That(
             ascii dumped,
-            Is.EqualTo "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 4\r\n\r\ngone"
+            Is.EqualTo
+                "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 4\r\n\r\ngone"
         )
     }
     |> sync
 
 /// Data written through NewChunkedWriter in pieces, with trailers.
 type ChunkedCase =
-    { Pieces: byte[] list
-      Trailers: (string * string) list
-      ReadSizes: int list }
+    {
+        Pieces: byte[] list
+        Trailers: (string * string) list
+        ReadSizes: int list
+    }
 
 type ChunkedArbitraries =
     static member Case() =
@@ -129,7 +142,13 @@ type ChunkedArbitraries =
             let value = Gen.elements [ "1"; "abc"; "a b" ]
             let! trailers = Gen.listOf (Gen.zip name value) |> Gen.map (List.truncate 3)
             let! sizes = Gen.listOf (Gen.choose (1, 64))
-            return { Pieces = pieces; Trailers = trailers; ReadSizes = sizes }
+
+            return
+                {
+                    Pieces = pieces
+                    Trailers = trailers
+                    ReadSizes = sizes
+                }
         }
         |> Arb.fromGen
 
@@ -149,7 +168,9 @@ let private roundTrip (case: ChunkedCase) =
 
         let encoded = wire.ToArray()
         // The core's own encoder writes the same bytes for the same pieces.
-        let core = Chunked.encode (case.Pieces |> Seq.filter (fun p -> p.Length > 0)) (Headers.ofList case.Trailers)
+        let core =
+            Chunked.encode (case.Pieces |> Seq.filter (fun p -> p.Length > 0)) (Headers.ofList case.Trailers)
+
         wire.Position <- 0L
         use reader = ChunkedCoding.NewChunkedReader(wire)
         let out = new MemoryStream()
@@ -168,7 +189,9 @@ let private roundTrip (case: ChunkedCase) =
     }
 
 [<Property(MaxTest = 200, Arbitrary = [| typeof<ChunkedArbitraries> |])>]
-let ``NewChunkedWriter then NewChunkedReader gives back the data and trailers, whatever the read sizes`` (case: ChunkedCase) =
+let ``NewChunkedWriter then NewChunkedReader gives back the data and trailers, whatever the read sizes``
+    (case: ChunkedCase)
+    =
     let encoded, core, data, trailers = (roundTrip case).GetAwaiter().GetResult()
     let expected = Array.concat case.Pieces
 

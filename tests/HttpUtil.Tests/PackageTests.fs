@@ -13,8 +13,16 @@ open HttpUtil.Tests.Support
 type private Block = { Marker: string; Code: string }
 
 let private readmeBlocks (readme: string) =
-    Regex.Matches(readme.Replace("\r\n", "\n"), @"(?:<!-- readme-examples: ([^>]*?) -->\n)?```csharp\n(.*?)```", RegexOptions.Singleline)
-    |> Seq.map (fun m -> { Marker = m.Groups[1].Value.Trim(); Code = m.Groups[2].Value })
+    Regex.Matches(
+        readme.Replace("\r\n", "\n"),
+        @"(?:<!-- readme-examples: ([^>]*?) -->\n)?```csharp\n(.*?)```",
+        RegexOptions.Singleline
+    )
+    |> Seq.map (fun m ->
+        {
+            Marker = m.Groups[1].Value.Trim()
+            Code = m.Groups[2].Value
+        })
     |> List.ofSeq
 
 /// Every README block that is not marked to skip, as one compilable file: `using` directives go to the top, each
@@ -24,20 +32,26 @@ let private examplesFile (blocks: Block list) =
         Regex.IsMatch(l.Trim(), @"^using [A-Za-z][A-Za-z0-9_.]*;$")
 
     let defaults =
-        [ "using System.Buffers;"
-          "using System.Diagnostics;"
-          "using System.IO.Pipelines;"
-          "using System.Net;"
-          "using System.Net.Sockets;"
-          "using System.Text;"
-          "using HttpUtil;"
-          "using HttpUtil.Core;"
-          "using Microsoft.AspNetCore.Builder;"
-          "using Microsoft.AspNetCore.Http;" ]
+        [
+            "using System.Buffers;"
+            "using System.Diagnostics;"
+            "using System.IO.Pipelines;"
+            "using System.Net;"
+            "using System.Net.Sockets;"
+            "using System.Text;"
+            "using HttpUtil;"
+            "using HttpUtil.Core;"
+            "using Microsoft.AspNetCore.Builder;"
+            "using Microsoft.AspNetCore.Http;"
+        ]
 
     let usings =
         blocks
-        |> List.collect (fun b -> b.Code.Split('\n') |> Array.filter isUsing |> Array.map (fun l -> l.Trim()) |> List.ofArray)
+        |> List.collect (fun b ->
+            b.Code.Split('\n')
+            |> Array.filter isUsing
+            |> Array.map (fun l -> l.Trim())
+            |> List.ofArray)
         |> List.append defaults
         |> List.distinct
 
@@ -46,11 +60,13 @@ let private examplesFile (blocks: Block list) =
     for u in usings do
         sb.AppendLine u |> ignore
 
-    sb.AppendLine("#pragma warning disable").AppendLine("public static class ReadmeExamples").AppendLine("{") |> ignore
+    sb.AppendLine("#pragma warning disable").AppendLine("public static class ReadmeExamples").AppendLine("{")
+    |> ignore
 
     blocks
     |> List.iteri (fun i b ->
-        sb.AppendLine(sprintf "    public static async Task Example%d(WebApplication app)" (i + 1)).AppendLine("    {") |> ignore
+        sb.AppendLine(sprintf "    public static async Task Example%d(WebApplication app)" (i + 1)).AppendLine("    {")
+        |> ignore
 
         for l in b.Code.Split('\n') do
             if not (isUsing l) then
@@ -72,9 +88,11 @@ let ``the packages install: the tool runs from them, and a new project referenci
             let artifacts = Path.Combine(work, "artifacts")
             // A package cache of its own, so that packages from an earlier run are never taken for these.
             let env =
-                [ "NUGET_PACKAGES", Path.Combine(work, "packages")
-                  "DOTNET_CLI_TELEMETRY_OPTOUT", "1"
-                  "DOTNET_NOLOGO", "1" ]
+                [
+                    "NUGET_PACKAGES", Path.Combine(work, "packages")
+                    "DOTNET_CLI_TELEMETRY_OPTOUT", "1"
+                    "DOTNET_NOLOGO", "1"
+                ]
 
             let dotnet dir (args: string list) =
                 task {
@@ -84,23 +102,49 @@ let ``the packages install: the tool runs from them, and a new project referenci
                 }
 
             for project in [ "src/HttpUtil.Core"; "src/HttpUtil"; "src/HttpUtil.Cli" ] do
-                let! _ = dotnet root [ "pack"; project; "-c"; configuration (); "--no-build"; "-o"; artifacts ]
+                let! _ =
+                    dotnet root [ "pack"; project; "-c"; configuration (); "--no-build"; "-o"; artifacts ]
+
                 ()
 
-            let names = Directory.GetFiles(artifacts, "*.nupkg") |> Array.map Path.GetFileName |> Array.sort
+            let names =
+                Directory.GetFiles(artifacts, "*.nupkg")
+                |> Array.map Path.GetFileName
+                |> Array.sort
 
             Assert.That(
                 names,
-                Is.EqualTo(box [| "HttpUtil.0.1.0.nupkg"; "HttpUtil.Core.0.1.0.nupkg"; "HttpUtil.Tool.0.1.0.nupkg" |])
+                Is.EqualTo(
+                    box
+                        [|
+                            "HttpUtil.0.1.0.nupkg"
+                            "HttpUtil.Core.0.1.0.nupkg"
+                            "HttpUtil.Tool.0.1.0.nupkg"
+                        |]
+                )
             )
 
             // The tool, installed from the folder alone.
             let tools = Path.Combine(work, "tools")
 
             let! _ =
-                dotnet work [ "tool"; "install"; "--tool-path"; tools; "--add-source"; artifacts; "HttpUtil.Tool"; "--version"; "0.1.0" ]
+                dotnet
+                    work
+                    [
+                        "tool"
+                        "install"
+                        "--tool-path"
+                        tools
+                        "--add-source"
+                        artifacts
+                        "HttpUtil.Tool"
+                        "--version"
+                        "0.1.0"
+                    ]
 
-            let! code, out, err = runFor 60.0 env None (Path.Combine(tools, "httputil")) [ "parse" ]
+            let! code, out, err =
+                runFor 60.0 env None (Path.Combine(tools, "httputil")) [ "parse" ]
+
             Assert.That(code, Is.EqualTo 0, err)
             Assert.That(out, Does.Contain "target       /api/orders?dry-run=true (Origin form)")
 
@@ -114,8 +158,7 @@ let ``the packages install: the tool runs from them, and a new project referenci
             let blocks = readmeBlocks (File.ReadAllText(Path.Combine(root, "README.md")))
             let program = blocks |> List.find (fun b -> b.Marker = "Program.cs")
 
-            let examples =
-                blocks |> List.filter (fun b -> b.Marker = "" )
+            let examples = blocks |> List.filter (fun b -> b.Marker = "")
 
             Assert.That(examples.Length, Is.GreaterThanOrEqualTo 10, "the README's examples were found")
             File.WriteAllText(Path.Combine(hello, "Program.cs"), program.Code)

@@ -87,6 +87,32 @@ public sealed record RequestSpec(Uri Url, string Method, IReadOnlyList<(string N
     /// <returns>The copy.</returns>
     public RequestSpec To(Uri url) => this with { Url = url };
 
+    /// <summary>Runs one exchange of this request under <see cref="MaxTime"/>: <paramref name="exchange"/> gets a token
+    /// that is cancelled at the deadline. Passing the deadline throws <see cref="CliException"/> with
+    /// <see cref="ExitCode.Timeout"/>; any other failure, a <see cref="CliException"/> with the code
+    /// <see cref="Failures.Describe"/> picks.</summary>
+    /// <param name="exchange">The work.</param>
+    /// <param name="ct">The caller's cancellation (not turned into a timeout).</param>
+    /// <returns>When the exchange is done.</returns>
+    public async Task WithinMaxTimeAsync(Func<CancellationToken, Task> exchange, CancellationToken ct)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(MaxTime);
+        try
+        {
+            await exchange(deadline.Token);
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !ct.IsCancellationRequested)
+        {
+            throw new CliException(ExitCode.Timeout, $"{What}: no complete response within --max-time {MaxTime.TotalSeconds:0.###} s");
+        }
+        catch (Exception e) when (e is not CliException and not OperationCanceledException)
+        {
+            var (code, message) = Failures.Describe(e, What);
+            throw new CliException(code, message);
+        }
+    }
+
     /// <summary>A new message for this request. A body without a <c>Content-Type</c> field is sent as
     /// <c>application/x-www-form-urlencoded</c>, as curl does.</summary>
     /// <returns>The message.</returns>

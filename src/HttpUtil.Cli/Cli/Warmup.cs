@@ -10,7 +10,7 @@ namespace HttpUtil.Cli;
 /// the clock stops, so it needs no warming): on two connections, two requests each (so the reuse path runs too), one response with <c>Content-Length</c>
 /// and one chunked, and each body sent only once the client has the head (so the client waits for body bytes on an
 /// empty buffer, as it does with a real server). Measured in bench/RESULTS.md: without it the first request to a local
-/// nginx reported about 200 ms, with it about 2 ms.
+/// nginx reported about 200 ms in all, with it about 1.3 ms (curl: 0.4 ms).
 /// </summary>
 public static class Warmup
 {

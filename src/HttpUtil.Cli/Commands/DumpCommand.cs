@@ -39,28 +39,17 @@ public static class DumpCommand
     {
         using var transport = new Transport { ServerCertificateValidation = spec.Insecure ? (_, _, _, _) => true : null };
         using var invoker = new HttpMessageInvoker(transport, disposeHandler: false);
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        deadline.CancelAfter(spec.MaxTime);
         using var request = spec.Build();
-        try
+        await spec.WithinMaxTimeAsync(async token =>
         {
             // Dumped before sending: the same head Transport writes, and the body stays sendable.
-            var sent = await HttpDump.DumpRequestOutAsync(request, body, deadline.Token);
-            using var response = await invoker.SendAsync(request, deadline.Token);
-            var received = await HttpDump.DumpResponseAsync(response, body, deadline.Token);
+            var sent = await HttpDump.DumpRequestOutAsync(request, body, token);
+            using var response = await invoker.SendAsync(request, token);
+            var received = await HttpDump.DumpResponseAsync(response, body, token);
             await output.WriteAsync(sent, ct);
             await output.WriteAsync(received, ct);
             await output.FlushAsync(ct);
-        }
-        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !ct.IsCancellationRequested)
-        {
-            throw new CliException(ExitCode.Timeout, $"{spec.What}: no complete response within --max-time {spec.MaxTime.TotalSeconds:0.###} s");
-        }
-        catch (Exception e) when (e is not CliException and not OperationCanceledException)
-        {
-            var (code, message) = Failures.Describe(e, spec.What);
-            throw new CliException(code, message);
-        }
+        }, ct);
         return ExitCode.Ok;
     }
 }

@@ -63,30 +63,20 @@ public static class TraceCommand
         using var invoker = new HttpMessageInvoker(transport, disposeHandler: false);
         for (var i = 1; i <= count; i++)
         {
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            deadline.CancelAfter(spec.MaxTime);
-            var timings = new RequestTimings();
-            using var request = spec.Build().WithClientTrace(timings.Trace);
-            try
+            var index = i;
+            await spec.WithinMaxTimeAsync(async token =>
             {
+                var timings = new RequestTimings();
+                using var request = spec.Build().WithClientTrace(timings.Trace);
                 timings.Start();
-                using var response = await invoker.SendAsync(request, deadline.Token);
+                using var response = await invoker.SendAsync(request, token);
                 timings.HeadArrived();
-                var bytes = await ReadBodyAsync(response, deadline.Token);
+                var bytes = await ReadBodyAsync(response, token);
                 timings.BodyEnded();
-                var report = new TraceReport(i, spec.Url, timings, response, bytes);
+                var report = new TraceReport(index, spec.Url, timings, response, bytes);
                 if (json) report.WriteJson(output);
                 else report.Render(console);
-            }
-            catch (OperationCanceledException) when (deadline.IsCancellationRequested && !ct.IsCancellationRequested)
-            {
-                throw new CliException(ExitCode.Timeout, $"{spec.What}: no complete response within --max-time {spec.MaxTime.TotalSeconds:0.###} s");
-            }
-            catch (Exception e) when (e is not CliException and not OperationCanceledException)
-            {
-                var (code, message) = Failures.Describe(e, spec.What);
-                throw new CliException(code, message);
-            }
+            }, ct);
         }
         return ExitCode.Ok;
     }
