@@ -131,6 +131,33 @@ let ``trace --json -n 2: the phases are in order, never negative, add up to the 
     |> sync
 
 [<Test>]
+let ``trace -k against https reports the TLS handshake phase and the connection's TLS facts`` () =
+    task {
+        use cert = makeCertificate ()
+        use k = Kestrel.Tls((fun ctx -> ctx.Response.WriteAsync "secure"), cert, false)
+        let! code, out, err = httputil [ "trace"; "--json"; "-k"; (k.Uri "/s").ToString() ]
+        Assert.That(code, Is.EqualTo 0, err)
+        let o = JsonDocument.Parse(out).RootElement
+
+        Assert.That(
+            phasesOf o
+            |> List.exists (fun (n, _, ms, happened) -> n = "tls_handshake" && happened && ms > 0.0),
+            Is.True,
+            out
+        )
+
+        let tls = o.GetProperty("connection").GetProperty("tls")
+        Assert.That(tls.GetProperty("version").GetString(), Does.StartWith "Tls")
+        Assert.That(tls.GetProperty("alpn").GetString(), Is.EqualTo "http/1.1")
+        Assert.That(tls.GetProperty("certificate_subject").GetString(), Is.EqualTo "CN=localhost")
+
+        // Without -k the self-signed certificate is refused: one line, exit code 7.
+        let! refused, _, err2 = httputil [ "trace"; (k.Uri "/s").ToString() ]
+        Assert.That(refused, Is.EqualTo(int ExitCode.TlsFailure), err2)
+    }
+    |> sync
+
+[<Test>]
 let ``trace draws the waterfall, the connection's facts and the response head`` () =
     task {
         use k =
