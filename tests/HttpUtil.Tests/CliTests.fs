@@ -221,10 +221,14 @@ let ``proxy serves until SIGINT, then lets the request in flight finish and exit
                         do! ctx.Response.WriteAsync "quick"
                 })
 
+        // Through `env --default-signal=INT`: a test runner started as a background job (a non-interactive shell's
+        // `cmd &`) passes SIGINT on ignored, and an ignored signal stays ignored across exec.
         use proxy =
             new ChildProcess(
-                "dotnet",
+                "env",
                 [
+                    "--default-signal=INT"
+                    "dotnet"
                     cliDll ()
                     "proxy"
                     (upstream.Uri "/").ToString()
@@ -244,7 +248,8 @@ let ``proxy serves until SIGINT, then lets the request in flight finish and exit
 
         use slow = new ChildProcess("curl", [ "-s"; url + "/slow" ], [], None)
         do! arrived.Task.WaitAsync(TimeSpan.FromSeconds 30.0)
-        let! _ = runFor 10.0 [] None "kill" [ "-INT"; string proxy.Id ]
+        let! killed, _, killErr = runFor 10.0 [] None "kill" [ "-INT"; string proxy.Id ]
+        Assert.That(killed, Is.EqualTo 0, killErr)
         let! _ = proxy.WaitForLine((fun l -> l.Contains "stopping"), 30.0)
         release.Set()
 
