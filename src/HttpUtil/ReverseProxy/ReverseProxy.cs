@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Buffers;
 using HttpUtil.Core;
 using Microsoft.AspNetCore.Http;
@@ -182,9 +183,27 @@ public sealed class ReverseProxy
     /// </summary>
     /// <param name="context">The incoming request's context; its <c>RequestAborted</c> cancels the exchange.</param>
     /// <returns>A task that completes when the response has been sent (or the tunnel closed).</returns>
-    public async Task ServeHttpAsync(HttpContext context)
+    public Task ServeHttpAsync(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
+        var telemetry = ProxyTelemetry.Start(context);
+        return telemetry is null ? ForwardAsync(context, null) : ForwardObservedAsync(context, telemetry);
+    }
+
+    private async Task ForwardObservedAsync(HttpContext context, ProxyTelemetry telemetry)
+    {
+        try
+        {
+            await ForwardAsync(context, telemetry).ConfigureAwait(false);
+        }
+        finally
+        {
+            telemetry.Stop(context);
+        }
+    }
+
+    private async Task ForwardAsync(HttpContext context, ProxyTelemetry? telemetry)
+    {
         if (Rewrite is not null && Director is not null)
             throw new InvalidOperationException("a ReverseProxy must not have both Director and Rewrite");
         var aborted = context.RequestAborted;
@@ -220,8 +239,10 @@ public sealed class ReverseProxy
         // Without hooks that read or change the outgoing headers, our Transport writes the core's fields directly.
         var direct = Rewrite is null && Proxy is null && singleHostTarget is not null && ReferenceEquals(Director, singleHostDirector)
             && (Transport ?? DefaultTransport) is HttpUtil.Transport;
-        if (direct) ForwardFields(context, headers, plan, outgoing);
-        else CopyRequestFields(headers, plan, outgoing);
+        // With an activity running, the handler sends its trace context upstream: the client's own is dropped here.
+        var traceFields = Activity.Current is not null ? TraceContextFields() : null;
+        if (direct) ForwardFields(context, headers, plan, outgoing, traceFields);
+        else CopyRequestFields(headers, plan, outgoing, traceFields);
         if (content is not null && request.ContentLength is null && request.SupportsTrailers())
             outgoing.WithTrailers(() => Trailers(context));
 
@@ -245,6 +266,7 @@ public sealed class ReverseProxy
             return;
         }
 
+        if (telemetry is not null) telemetry.Upstream = outgoing.RequestUri;
         HttpResponseMessage response;
         // The upstream deadline, cancelled by the client's abort too; its source is reused across requests.
         var deadline = deadlines.Start(aborted, UpstreamTimeout);
@@ -312,13 +334,14 @@ public sealed class ReverseProxy
 
     /// <summary>The fast path's fields: what the core forwards, in the core's own form, then the ones it adds and
     /// <c>X-Forwarded-For</c> (as the single host's director adds it).</summary>
-    private void ForwardFields(HttpContext context, IHeaderDictionary incoming, HopPlan plan, ForwardedRequestMessage outgoing)
+    private void ForwardFields(HttpContext context, IHeaderDictionary incoming, HopPlan plan, ForwardedRequestMessage outgoing,
+        IReadOnlyCollection<string>? traceFields)
     {
         var fields = new List<HeaderField>(incoming.Count + 2);
         string? priorForwardedFor = null;
         foreach (var (name, values) in incoming)
         {
-            if (Forwarding.requestFieldFate(plan, name) != FieldFate.Forward) continue;
+            if (Forwarding.requestFieldFate(plan, name) != FieldFate.Forward || IsTraceField(traceFields, name)) continue;
             var value = values.Count == 1 ? values.ToString() : Forwarding.joinValues(name, values.ToArray()!);
             switch (Forwarding.fieldRole(name))
             {
@@ -342,12 +365,13 @@ public sealed class ReverseProxy
     }
 
     /// <summary>The incoming fields the core forwards, then the ones it adds (<c>Te</c>, <c>Upgrade</c>).</summary>
-    private static void CopyRequestFields(IHeaderDictionary incoming, HopPlan plan, HttpRequestMessage outgoing)
+    private static void CopyRequestFields(IHeaderDictionary incoming, HopPlan plan, HttpRequestMessage outgoing,
+        IReadOnlyCollection<string>? traceFields)
     {
         var headers = outgoing.Headers;
         foreach (var (name, values) in incoming)
         {
-            if (Forwarding.requestFieldFate(plan, name) != FieldFate.Forward) continue;
+            if (Forwarding.requestFieldFate(plan, name) != FieldFate.Forward || IsTraceField(traceFields, name)) continue;
             var added = values.Count == 1
                 ? headers.TryAddWithoutValidation(name, values.ToString())
                 : headers.TryAddWithoutValidation(name, values.ToArray());
@@ -355,6 +379,20 @@ public sealed class ReverseProxy
             if (!added && outgoing.Content is { } content) content.Headers.TryAddWithoutValidation(name, values.ToArray());
         }
         foreach (var f in Forwarding.requestAdditions(plan)) headers.TryAddWithoutValidation(f.Name, f.Value);
+    }
+
+    /// <summary>The fields the upstream handler's propagator writes (none when it writes nothing).</summary>
+    private IReadOnlyCollection<string>? TraceContextFields() =>
+        ((Transport ?? DefaultTransport) is HttpUtil.Transport ours ? ours.ActivityHeadersPropagator : DistributedContextPropagator.Current)?.Fields;
+
+    private static bool IsTraceField(IReadOnlyCollection<string>? traceFields, string name)
+    {
+        if (traceFields is null) return false;
+        foreach (var f in traceFields)
+        {
+            if (f.Equals(name, StringComparison.OrdinalIgnoreCase)) return true;
+        }
+        return false;
     }
 
     /// <summary>Director (or the single host's URL), or Rewrite: false when none is set and no Proxy hook either.</summary>
@@ -738,6 +776,7 @@ public sealed class ReverseProxy
 
     private async Task FailAsync(HttpContext context, ReverseProxyException error)
     {
+        ProxyTelemetry.Failed(context, error);
         if (context.Response.HasStarted || ProxyErrors.abortsClient(error.Error))
         {
             Logger(context).Log(error.IsClientSide ? LogLevel.Debug : LogLevel.Error, error.InnerException,

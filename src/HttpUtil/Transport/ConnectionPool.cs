@@ -22,6 +22,10 @@ internal sealed class PooledConnection(Transport owner, HostPool pool, PoolKey k
     public long IdleSince { get; set; }
     public bool Used { get; set; }
 
+    /// <summary>The connection as open_connections and connection.duration count it; null when nothing listened
+    /// when it opened.</summary>
+    public ConnectionTelemetry? Telemetry { get; init; }
+
     /// <summary>The body and trace of the exchange running on it (read when the body ends).</summary>
     public BodyReadStream? Body { get; set; }
     public ClientTrace? Trace { get; set; }
@@ -39,7 +43,11 @@ internal sealed class PooledConnection(Transport owner, HostPool pool, PoolKey k
         }
     }
 
-    public void Close() => Client.Close();
+    public void Close()
+    {
+        Telemetry?.Closed();
+        Client.Close();
+    }
 }
 
 /// <summary>
@@ -54,7 +62,7 @@ internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout, 
     private int total;
 
     /// <summary>What an acquisition found.</summary>
-    public readonly record struct Lease(PooledConnection? Connection, bool WasIdle, TimeSpan IdleTime);
+    public readonly record struct Lease(PooledConnection? Connection, bool WasIdle, TimeSpan IdleTime, bool Queued = false);
 
     /// <summary>
     /// An idle connection (unless <paramref name="fresh"/>; polled first when the core says so for a request that is
@@ -91,14 +99,17 @@ internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout, 
             // when the core asks for it (a request that could not be sent again, or a connection idle for a while).
             var idleFor = TimeSpanSince(candidate.IdleSince);
             if (idleFor < idleTimeout && (!CoreAdapter.ProbesIdleConnection(idleFor, probeAfter, resendable) || candidate.LooksAlive()))
+            {
+                candidate.Telemetry?.Active();
                 return new Lease(candidate, true, idleFor);
+            }
             candidate.Close();
             lock (gate) total--;
         }
         using (ct.Register(() => waiter.TrySetCanceled(ct)))
         {
             var handed = await waiter.Task.ConfigureAwait(false);
-            return new Lease(handed, false, TimeSpan.Zero);
+            return new Lease(handed, false, TimeSpan.Zero, Queued: true);
         }
     }
 
@@ -118,6 +129,7 @@ internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout, 
                 return new InvalidOperationException($"too many idle connections for {c.Key.HostPort} (MaxIdleConnsPerHost {maxIdle})");
             c.IdleSince = time.GetTimestamp();
             idle.Add(c);
+            c.Telemetry?.Idle();
             return null;
         }
     }
@@ -131,7 +143,11 @@ internal sealed class HostPool(int maxIdle, int maxConns, TimeSpan idleTimeout, 
 
     /// <summary>Forgets a connection that was taken over (after a protocol switch): it stays open, its place
     /// goes to a waiter.</summary>
-    public void Forget(PooledConnection c) => GiveUpPlace();
+    public void Forget(PooledConnection c)
+    {
+        c.Telemetry?.Closed();
+        GiveUpPlace();
+    }
 
     private void GiveUpPlace()
     {

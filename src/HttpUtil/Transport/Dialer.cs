@@ -40,7 +40,10 @@ internal sealed class Dialer(Transport options)
             MaxDrainBytes = options.MaxResponseDrainBytes,
             ExpectContinueTimeout = options.ExpectContinueTimeout,
         };
-        return new PooledConnection(options, pool, key, socket, stream, client);
+        return new PooledConnection(options, pool, key, socket, stream, client)
+        {
+            Telemetry = ConnectionTelemetry.Open(key, socket.RemoteEndPoint is IPEndPoint remote ? remote.Address.ToString() : null),
+        };
     }
 
     /// <summary>Resolves <paramref name="host"/>, joining a lookup already in flight for it.</summary>
@@ -88,16 +91,27 @@ internal sealed class Dialer(Transport options)
 
     private async Task LookUpAsync(string host, TaskCompletionSource<IPAddress[]> result)
     {
+        var since = ClientTelemetry.TimesDns ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
         try
         {
             var found = await Dns.GetHostAddressesAsync(host).ConfigureAwait(false);
             lock (gate) lookups.Remove(host);
-            if (found.Length == 0) result.TrySetException(new SocketException((int)SocketError.HostNotFound));
-            else result.TrySetResult(found);
+            if (found.Length == 0)
+            {
+                var none = new SocketException((int)SocketError.HostNotFound);
+                if (since != 0) ClientTelemetry.DnsLookup(host, since, none);
+                result.TrySetException(none);
+            }
+            else
+            {
+                if (since != 0) ClientTelemetry.DnsLookup(host, since, null);
+                result.TrySetResult(found);
+            }
         }
         catch (Exception ex)
         {
             lock (gate) lookups.Remove(host);
+            if (since != 0) ClientTelemetry.DnsLookup(host, since, ex);
             result.TrySetException(ex);
         }
     }

@@ -103,6 +103,12 @@ public sealed class Transport : HttpMessageHandler
     /// <summary>The limits and leniences used to read responses.</summary>
     public ParserSettings ParserSettings { get; init; } = ParserSettings.Default;
 
+    /// <summary>Puts the trace context of the current activity on each request (W3C <c>traceparent</c> and
+    /// <c>tracestate</c> by default), as SocketsHttpHandler's property of the same name does; null sends none. A
+    /// request that already carries one of its fields is left as it is. See <see cref="HttpUtilTelemetry"/>.</summary>
+    public System.Diagnostics.DistributedContextPropagator? ActivityHeadersPropagator { get; init; } =
+        System.Diagnostics.DistributedContextPropagator.Current;
+
     /// <summary>Idle connections now, all hosts together.</summary>
     public int IdleConnectionCount => pools.Values.Sum(p => p.IdleCount);
 
@@ -124,15 +130,23 @@ public sealed class Transport : HttpMessageHandler
         SendCoreAsync(request, cancellationToken).AsTask();
 
     /// <summary><see cref="SendAsync"/> on a pooled state machine: the per-request object is the task
-    /// <see cref="HttpMessageHandler"/> demands, not the whole state of the request as well.</summary>
-    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
-    internal async ValueTask<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    /// <see cref="HttpMessageHandler"/> demands, not the whole state of the request as well. Without a telemetry
+    /// listener it goes straight to the pool (no extra state machine).</summary>
+    internal ValueTask<HttpResponseMessage> SendCoreAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(request);
-        ObjectDisposedException.ThrowIf(disposed, this);
-        var uri = request.RequestUri;
-        if (uri is null || !uri.IsAbsoluteUri || !CoreAdapter.SupportsScheme(uri.Scheme))
-            throw new ArgumentException("the request needs an absolute http or https RequestUri", nameof(request));
+        Uri uri;
+        try
+        {
+            ArgumentNullException.ThrowIfNull(request);
+            ObjectDisposedException.ThrowIf(disposed, this);
+            uri = request.RequestUri!;
+            if (uri is null || !uri.IsAbsoluteUri || !CoreAdapter.SupportsScheme(uri.Scheme))
+                throw new ArgumentException("the request needs an absolute http or https RequestUri", nameof(request));
+        }
+        catch (Exception ex)
+        {
+            return ValueTask.FromException<HttpResponseMessage>(ex);
+        }
         request.Version = CoreAdapter.WireVersion(request);
         var proxy = Proxy;
         var target = new PoolKey(uri.Scheme, uri.IdnHost, uri.Port, proxy?.ToString() ?? "");
@@ -140,6 +154,36 @@ public sealed class Transport : HttpMessageHandler
         var key = CoreAdapter.Route(uri.Scheme, proxy is not null).AbsoluteForm
             ? new PoolKey(proxy!.Scheme, proxy.IdnHost, proxy.Port, proxy.ToString())
             : target;
+        // Before the trace is read: with an activity recording, the telemetry adds its timings to the request's trace.
+        var telemetry = ClientTelemetry.Start(request, uri, ActivityHeadersPropagator);
+        return telemetry is null
+            ? SendOnPoolAsync(request, uri, target, key, proxy, cancellationToken)
+            : SendObservedAsync(telemetry, request, uri, target, key, proxy, cancellationToken);
+    }
+
+    /// <summary><see cref="SendOnPoolAsync"/> with its telemetry ended when the head arrives or the request fails.</summary>
+    private async ValueTask<HttpResponseMessage> SendObservedAsync(ClientTelemetry telemetry, HttpRequestMessage request, Uri uri, PoolKey target,
+        PoolKey key, Uri? proxy, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var response = await SendOnPoolAsync(request, uri, target, key, proxy, cancellationToken).ConfigureAwait(false);
+            telemetry.Stop(response, null);
+            return response;
+        }
+        catch (Exception ex)
+        {
+            telemetry.Stop(null, ex);
+            throw;
+        }
+    }
+
+    /// <summary>Sends <paramref name="request"/> on a pooled connection, once more on a new one when a reused one died
+    /// before the response started.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<HttpResponseMessage> SendOnPoolAsync(HttpRequestMessage request, Uri uri, PoolKey target, PoolKey key, Uri? proxy,
+        CancellationToken cancellationToken)
+    {
         var trace = ClientTrace.FromRequest(request);
         var pool = pools.GetOrAdd(key, static (_, t) => t.NewPool(), this);
         var fresh = false;
@@ -148,7 +192,7 @@ public sealed class Transport : HttpMessageHandler
         {
             // Per-request hook arguments are built only when the hook is set: no cost without a trace.
             if (trace?.GetConn is { } getConn) Hooks.Fire(nameof(ClientTrace.GetConn), getConn, new GetConnInfo(target.HostPort));
-            var (conn, reused) = await GetConnAsync(pool, key, proxy, fresh, resendable, trace, cancellationToken).ConfigureAwait(false);
+            var (conn, reused) = await GetConnAsync(pool, key, proxy, fresh, resendable, request, uri, trace, cancellationToken).ConfigureAwait(false);
             conn.Used = true;
             try
             {
@@ -220,9 +264,11 @@ public sealed class Transport : HttpMessageHandler
     /// <summary>An idle connection, one handed over, or a new one; GotConn reports which.</summary>
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<(PooledConnection, bool Reused)> GetConnAsync(HostPool pool, PoolKey key, Uri? proxy, bool fresh,
-        bool resendable, ClientTrace? trace, CancellationToken ct)
+        bool resendable, HttpRequestMessage request, Uri uri, ClientTrace? trace, CancellationToken ct)
     {
+        var queuedSince = HttpUtilTelemetry.TimeInQueue.Enabled ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
         var lease = await pool.AcquireAsync(fresh, resendable, ct).ConfigureAwait(false);
+        if (lease.Queued && queuedSince != 0) ClientTelemetry.Queued(request, uri, queuedSince);
         var conn = lease.Connection;
         if (conn is null)
         {
@@ -237,6 +283,8 @@ public sealed class Transport : HttpMessageHandler
             }
         }
         var reused = conn.Used;
+        if (HttpUtilTelemetry.ConnectionUses.Enabled || HttpUtilTelemetry.IdleTimeBeforeReuse.Enabled)
+            ClientTelemetry.GotConnection(uri, reused, lease.WasIdle, lease.IdleTime);
         try
         {
             if (trace?.GotConn is { } gotConn)
