@@ -11,6 +11,7 @@ internal static class LoadClient
     public static async Task<int> RunAsync(Options o)
     {
         var handlerName = o.Get("handler");
+        using var telemetry = TelemetryListener.FromOptions(o);
         var url = new Uri(o.Get("url"));
         var concurrency = o.GetInt("concurrency", 16);
         var warmup = TimeSpan.FromSeconds(o.GetDouble("warmup", 4));

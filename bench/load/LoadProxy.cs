@@ -14,6 +14,7 @@ internal static class LoadProxy
     {
         var port = o.GetInt("port", 0);
         var upstream = new Uri(o.Get("upstream"));
+        using var telemetry = TelemetryListener.FromOptions(o);
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, port));

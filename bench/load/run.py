@@ -88,10 +88,12 @@ def nginx_accepts(port):
 
 
 def run_client(kind, url, c, warmup, duration, goclient):
-    if kind in ("transport", "sockets", "before"):
+    if kind in ("transport", "sockets", "before", "transport+telemetry"):
         dll = BEFORE if kind == "before" else BIN
         cmd = ["dotnet", dll, "client", "--handler", "sockets" if kind == "sockets" else "transport", "--url", url, "--concurrency", str(c),
                "--warmup", str(warmup), "--duration", str(duration)]
+        if kind == "transport+telemetry":
+            cmd += ["--telemetry", "full"]
     elif kind == "go":
         cmd = [goclient, "-url", url, "-concurrency", str(c), "-warmup", str(warmup), "-duration", str(duration)]
     else:
@@ -174,6 +176,7 @@ def main():
     ap.add_argument("--no-server", action="store_true")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--json", help="also write every measurement to this file")
+    ap.add_argument("--telemetry", action="store_true", help="also measure Transport with a full telemetry listener attached ('transport+telemetry')")
     ap.add_argument("--before", help="HttpUtil.Load.dll built from an earlier commit: its Transport is measured too, as 'before'")
     a = ap.parse_args()
     global BEFORE
@@ -183,7 +186,7 @@ def main():
             sys.exit(f"{tool} is missing: apt-get install -y nginx-light wrk")
     if not a.no_build:
         subprocess.run(["dotnet", "build", os.path.join(LOAD, "HttpUtil.Load.csproj"), "-c", "Release", "-nologo", "-v", "q"], check=True)
-    kinds = ["transport", "sockets"] + (["before"] if a.before else [])
+    kinds = ["transport", "sockets"] + (["before"] if a.before else []) + (["transport+telemetry"] if a.telemetry else [])
     goclient = None
     if not a.no_anchors:
         if shutil.which("go"):

@@ -247,7 +247,11 @@ public sealed class ReverseProxy
             outgoing.WithTrailers(() => Trailers(context));
 
         RequestTimings? timer = Debug || ServerTiming ? new RequestTimings() : null;
-        if (timer is not null) outgoing.WithClientTrace(timer.Trace);
+        if (timer is not null)
+        {
+            outgoing.WithClientTrace(timer.Trace);
+            outgoing.Options.Set(ClientTelemetry.TimingsKey, timer);
+        }
 
         try
         {

@@ -27,6 +27,10 @@ internal sealed class ClientTelemetry
         this.version = version;
     }
 
+    /// <summary>Where a caller that already attached a <see cref="RequestTimings"/> to a request leaves it for the
+    /// telemetry to read instead of measuring again.</summary>
+    public static readonly HttpRequestOptionsKey<RequestTimings> TimingsKey = new("HttpUtil.RequestTimings");
+
     /// <summary>True when a listener wants anything a request records.</summary>
     private static bool Wanted => HttpUtilTelemetry.RequestDuration.Enabled || HttpUtilTelemetry.Source.HasListeners();
 
@@ -48,8 +52,12 @@ internal sealed class ClientTelemetry
                     activity.SetTag("server.address", uri.IdnHost);
                     activity.SetTag("server.port", uri.Port);
                     activity.SetTag("url.full", uri.GetComponents(UriComponents.AbsoluteUri & ~UriComponents.UserInfo, UriFormat.UriEscaped));
-                    timings = new RequestTimings();
-                    request.WithClientTrace(timings.Trace);
+                    // The proxy's Debug log and Server-Timing measure the same request: one set of timings serves all three.
+                    if (!request.Options.TryGetValue(TimingsKey, out timings))
+                    {
+                        timings = new RequestTimings();
+                        request.WithClientTrace(timings.Trace);
+                    }
                 }
             }
             telemetry = new ClientTelemetry(activity, timings, request.Method.Method, uri, request.Version.Minor == 0 ? "1.0" : "1.1");
