@@ -318,3 +318,22 @@ let ``with no listener nothing is created: no activity, no injected trace contex
         Assert.That(seen, Is.EqualTo sent, "nothing listens: the proxy forwards the client's context as it came")
     }
     |> sync
+
+[<Test>]
+let ``ActivityHeadersPropagator null sends no trace context, even with an activity recording`` () =
+    task {
+        use activities = new Activities()
+        use upstream = traceEcho ()
+        use transport = new Transport(ActivityHeadersPropagator = null)
+        use client = new HttpClient(transport)
+        let! seen = client.GetStringAsync(upstream.Uri "/")
+        Assert.That(seen, Is.EqualTo "none")
+
+        Assert.That(
+            activities.Stopped
+            |> List.exists (fun a -> a.OperationName = HttpUtilTelemetry.ClientRequestActivity),
+            Is.True,
+            "the activity was made; only its propagation is off"
+        )
+    }
+    |> sync

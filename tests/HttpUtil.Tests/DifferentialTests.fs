@@ -1,0 +1,402 @@
+/// Differential checks: the same raw requests to ServerConn, Kestrel, Node's HTTP server (llhttp) and Go's net/http
+/// server, each on 127.0.0.1. For every request: who accepts it, and, where two accept it, what each parsed (method,
+/// target, fields, body). Every disagreement with ServerConn must be one listed in `expected` below, with the rule
+/// that justifies us (docs/CONFORMANCE.md explains each); a new one, or a listed one that went away, fails the test.
+module HttpUtil.Tests.DifferentialTests
+
+open System
+open System.Diagnostics
+open System.IO
+open System.Net
+open System.Net.Http
+open System.Net.Sockets
+open System.Text
+open System.Text.Json
+open System.Threading
+open System.Threading.Tasks
+open NUnit.Framework
+open Microsoft.AspNetCore.Http
+open HttpUtil
+open HttpUtil.Tests.Support
+
+/// What one server made of one request: refused (with the status it answered, 0 for none), or accepted with what it
+/// parsed.
+type Outcome =
+    | Refused of status: int
+    | Accepted of method: string * target: string * fields: (string * string) list * body: string
+
+/// The request cases: a name and the raw bytes (each ends its connection's input after them).
+let corpus: (string * string) list =
+    [
+        "plain GET", "GET /a?b=1 HTTP/1.1\r\nHost: t.test\r\nX-One: 1\r\n\r\n"
+        "POST with Content-Length", "POST /p HTTP/1.1\r\nHost: t.test\r\nContent-Length: 5\r\n\r\nhello"
+        "chunked POST with an extension and trailers",
+        "POST /c HTTP/1.1\r\nHost: t.test\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\n"
+        "HTTP/1.0 with Host", "GET /old HTTP/1.0\r\nHost: t.test\r\n\r\n"
+        "lower-case method", "get / HTTP/1.1\r\nHost: t.test\r\n\r\n"
+        "absolute-form target", "GET http://t.test/abs?x=1 HTTP/1.1\r\nHost: t.test\r\n\r\n"
+        "OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: t.test\r\n\r\n"
+        "field value with inner spaces and OWS", "GET / HTTP/1.1\r\nHost: t.test\r\nX-A:   a  b   \r\n\r\n"
+        "repeated field", "GET / HTTP/1.1\r\nHost: t.test\r\nX-R: 1\r\nX-R: 2\r\n\r\n"
+        "Content-Length and Transfer-Encoding",
+        "POST / HTTP/1.1\r\nHost: t.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        "two different Content-Lengths",
+        "POST / HTTP/1.1\r\nHost: t.test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+        "Content-Length list of equal values", "POST / HTTP/1.1\r\nHost: t.test\r\nContent-Length: 3, 3\r\n\r\nabc"
+        "Content-Length with a plus sign", "POST / HTTP/1.1\r\nHost: t.test\r\nContent-Length: +3\r\n\r\nabc"
+        "Transfer-Encoding not ending in chunked",
+        "POST / HTTP/1.1\r\nHost: t.test\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"
+        "Transfer-Encoding: Chunked (capitals)",
+        "POST / HTTP/1.1\r\nHost: t.test\r\nTransfer-Encoding: Chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n"
+        "bad chunk size", "POST / HTTP/1.1\r\nHost: t.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n"
+        "body shorter than Content-Length", "POST / HTTP/1.1\r\nHost: t.test\r\nContent-Length: 10\r\n\r\nabc"
+        "no Host in HTTP/1.1", "GET / HTTP/1.1\r\nX-One: 1\r\n\r\n"
+        "two Host fields", "GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n"
+        "space before the colon", "GET / HTTP/1.1\r\nHost: t.test\r\nX-Bad : 1\r\n\r\n"
+        "obs-fold", "GET / HTTP/1.1\r\nHost: t.test\r\nX-F: a\r\n b\r\n\r\n"
+        "bare LF line endings", "GET / HTTP/1.1\nHost: t.test\n\n"
+        "bare CR in a value", "GET / HTTP/1.1\r\nHost: t.test\r\nX-C: a\rb\r\n\r\n"
+        "NUL in a value", "GET / HTTP/1.1\r\nHost: t.test\r\nX-N: a\000b\r\n\r\n"
+        "empty line before the request", "\r\nGET / HTTP/1.1\r\nHost: t.test\r\n\r\n"
+        "two spaces in the request line", "GET  / HTTP/1.1\r\nHost: t.test\r\n\r\n"
+        "HTTP/1.2", "GET / HTTP/1.2\r\nHost: t.test\r\n\r\n"
+        "HTTP/2.0 in an HTTP/1 request line", "GET / HTTP/2.0\r\nHost: t.test\r\n\r\n"
+        "invalid field name", "GET / HTTP/1.1\r\nHost: t.test\r\nX(y): 1\r\n\r\n"
+    ]
+
+/// The disagreements with ServerConn that are known and justified: (case, peer) -> the rule (docs/CONFORMANCE.md).
+let expected: Map<string * string, string> =
+    Map.ofList
+        [
+            ("lower-case method", "node"),
+            "RFC 9110 section 9.1: a method is any token and case-sensitive; llhttp knows only the registered upper-case ones"
+            ("OPTIONS *", "go"), "both accept; Go's server answers OPTIONS * itself and never calls the handler"
+            ("Content-Length and Transfer-Encoding", "kestrel"),
+            "RFC 9112 section 6.1: a server MAY reject it or use Transfer-Encoding alone; we reject (request smuggling)"
+            ("Content-Length and Transfer-Encoding", "go"),
+            "RFC 9112 section 6.1: a server MAY reject it or use Transfer-Encoding alone; we reject (request smuggling)"
+            ("Content-Length list of equal values", "kestrel"),
+            "RFC 9110 section 8.6: a recipient MAY take a list of identical values as one"
+            ("Content-Length list of equal values", "go"),
+            "RFC 9110 section 8.6: a recipient MAY take a list of identical values as one"
+            ("Content-Length list of equal values", "node"),
+            "RFC 9110 section 8.6: a recipient MAY take a list of identical values as one"
+            ("Content-Length with a plus sign", "kestrel"),
+            "RFC 9110 section 8.6: Content-Length is 1*DIGIT; Node and Go refuse too"
+            ("obs-fold", "go"),
+            "RFC 9112 section 5.2: a server MUST reject obs-fold or replace it with SP; we reject (Node and Kestrel too)"
+            ("bare LF line endings", "kestrel"),
+            "RFC 9112 section 2.2: a recipient MAY take a bare LF as a line end; strict by default (AllowBareLf)"
+            ("bare LF line endings", "go"),
+            "RFC 9112 section 2.2: a recipient MAY take a bare LF as a line end; strict by default (AllowBareLf)"
+            ("empty line before the request", "go"),
+            "RFC 9112 section 2.2: a server SHOULD ignore at least one empty line before the request-line"
+            ("two spaces in the request line", "node"),
+            "RFC 9112 section 3: one SP between the parts; Kestrel and Go refuse too"
+            ("invalid field name", "kestrel"), "RFC 9110 section 5.1: a field name is a token; Node and Go refuse too"
+            ("two Host fields", "node"),
+            "RFC 9112 section 3.2: a server MUST answer 400 to a request with more than one Host"
+            ("HTTP/1.2", "go"), "docs/CONFORMANCE.md: a request in a higher minor version gets a 505 hint (Kestrel too)"
+            ("HTTP/2.0 in an HTTP/1 request line", "node"),
+            "RFC 9110 section 15.6.6: 505 for a major version the server does not speak over this framing"
+        ]
+
+// ---- the servers ----------------------------------------------------------------------------------------------
+
+let private json (m: string) (target: string) (fields: (string * string) seq) (body: string) =
+    let o = Text.Json.Nodes.JsonObject()
+    o["method"] <- Text.Json.Nodes.JsonValue.Create m
+    o["target"] <- Text.Json.Nodes.JsonValue.Create target
+    let a = Text.Json.Nodes.JsonArray()
+
+    for (n, v) in fields do
+        let pair = Text.Json.Nodes.JsonArray()
+        pair.Add(Text.Json.Nodes.JsonValue.Create(n: string))
+        pair.Add(Text.Json.Nodes.JsonValue.Create(v: string))
+        a.Add pair
+
+    o["headers"] <- a
+    o["body"] <- Text.Json.Nodes.JsonValue.Create body
+    o.ToJsonString()
+
+/// ServerConn on a loopback port: the first request of each connection, answered with what it parsed.
+let private serverConnPeer () =
+    new ScriptedServer(fun _ s ->
+        task {
+            use conn = new ServerConn(s)
+
+            try
+                let! request = conn.ReadAsync()
+                let head = request.GetWireHead()
+
+                let! body =
+                    if isNull request.Content then
+                        Task.FromResult ""
+                    else
+                        request.Content.ReadAsStringAsync()
+
+                let fields = head.Headers |> Seq.map (fun f -> f.Name.ToLowerInvariant(), f.Value)
+
+                let text = json request.Method.Method head.Target fields body
+
+                use response =
+                    new HttpResponseMessage(HttpStatusCode.OK, Content = new StringContent(text))
+
+                response.Headers.ConnectionClose <- true
+                do! conn.WriteAsync(request, response)
+            with
+            | :? MalformedMessageException as e ->
+                do!
+                    writeText
+                        s
+                        (sprintf "HTTP/1.1 %d Bad\r\nConnection: close\r\nContent-Length: 0\r\n\r\n" e.Error.StatusHint)
+            | :? HttpRequestException as e when (e.InnerException :? MalformedMessageException) ->
+                // A broken body, found while reading it.
+                let error = (e.InnerException :?> MalformedMessageException).Error
+
+                do!
+                    writeText
+                        s
+                        (sprintf "HTTP/1.1 %d Bad\r\nConnection: close\r\nContent-Length: 0\r\n\r\n" error.StatusHint)
+            | :? IOException -> ()
+        })
+
+/// Kestrel with a handler that answers with what it parsed.
+let private kestrelPeer () =
+    Kestrel.Plain(fun ctx ->
+        task {
+            let r = ctx.Request
+
+            let raw =
+                ctx.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>().RawTarget
+
+            use reader = new StreamReader(r.Body, Encoding.Latin1)
+            let! body = reader.ReadToEndAsync()
+
+            let fields =
+                [
+                    for h in r.Headers do
+                        for v in h.Value do
+                            h.Key.ToLowerInvariant(), v
+                ]
+
+            ctx.Response.Headers.Connection <- "close"
+            do! ctx.Response.WriteAsync(json r.Method raw fields body)
+        })
+
+/// A peer program that prints its port, then serves; killed on dispose.
+type private ProgramPeer(file: string, args: string list) =
+    let p = new ChildProcess(file, args, [], None)
+
+    let port =
+        (p.WaitForLine((fun l -> l.Trim() <> ""), 60.0)).GetAwaiter().GetResult() |> int
+
+    member _.Port = port
+
+    interface IDisposable with
+        member _.Dispose() = (p :> IDisposable).Dispose()
+
+let private goPeerBinary =
+    lazy
+        (let dir = Path.Combine(repositoryRoot (), "tests", "peers", "go")
+
+         let out =
+             Path.Combine(Path.GetTempPath(), sprintf "httputil-go-peer-%d" (Environment.ProcessId))
+
+         let code, _, err =
+             (runFor
+                 300.0
+                 [
+                     "GOCACHE", Path.Combine(Path.GetTempPath(), "httputil-go-peer-cache")
+                     "GOFLAGS", "-mod=mod"
+                 ]
+                 (Some dir)
+                 "go"
+                 [ "build"; "-o"; out; "." ])
+                 .GetAwaiter()
+                 .GetResult()
+
+         if code <> 0 then
+             failwithf "go build of the Go peer failed: %s" err
+
+         out)
+
+// ---- one exchange ----------------------------------------------------------------------------------------------
+
+/// Sends `raw` on a new connection to `port` and reads the answer to its end (every peer closes after its first
+/// answer). A request that is incomplete by design ends the input at once; any other gets the end of the input only
+/// if the peer still waits after 5 s (Kestrel must not get it early: it abandons a request whose client half-closed).
+let private exchange (port: int) (incomplete: bool) (raw: string) =
+    task {
+        use tcp = new TcpClient()
+        do! tcp.ConnectAsync(IPAddress.Loopback, port)
+        let s = tcp.GetStream()
+        do! s.WriteAsync(Encoding.Latin1.GetBytes raw)
+
+        if incomplete then
+            tcp.Client.Shutdown SocketShutdown.Send
+
+        use ms = new MemoryStream()
+        let buffer = Array.zeroCreate<byte> 8192
+        let mutable ended = false
+        let mutable halfClosed = incomplete
+        use total = new CancellationTokenSource(TimeSpan.FromSeconds 15.0)
+
+        while not ended do
+            use wait = CancellationTokenSource.CreateLinkedTokenSource(total.Token)
+
+            if not halfClosed then
+                wait.CancelAfter(TimeSpan.FromSeconds 5.0)
+
+            try
+                let! n = s.ReadAsync(buffer, 0, buffer.Length, wait.Token)
+
+                if n = 0 then ended <- true else ms.Write(buffer, 0, n)
+            with
+            | :? OperationCanceledException when not halfClosed && not total.IsCancellationRequested ->
+                tcp.Client.Shutdown SocketShutdown.Send
+                halfClosed <- true
+            | :? OperationCanceledException
+            | :? IOException -> ended <- true
+
+        return Encoding.Latin1.GetString(ms.ToArray())
+    }
+
+let private outcome (answer: string) =
+    let statusOf (a: string) =
+        let parts = a.Split(' ')
+
+        if parts.Length > 1 && a.StartsWith "HTTP/" then
+            int parts[1]
+        else
+            0
+
+    let status = statusOf answer
+    let bodyAt = answer.IndexOf "\r\n\r\n"
+
+    if status = 200 && bodyAt > 0 then
+        let head = answer.Substring(0, bodyAt)
+
+        let body =
+            if head.Contains("Transfer-Encoding: chunked", StringComparison.OrdinalIgnoreCase) then
+                // Kestrel chunks its answer: take the data of the one chunk.
+                let rest = answer.Substring(bodyAt + 4)
+                let nl = rest.IndexOf "\r\n"
+                let size = Convert.ToInt32(rest.Substring(0, nl), 16)
+                rest.Substring(nl + 2, size)
+            else
+                answer.Substring(bodyAt + 4)
+
+        let o =
+            try
+                JsonDocument.Parse(body).RootElement
+            with e ->
+                JsonDocument
+                    .Parse(
+                        "{\"method\":\"?\",\"target\":\"?\",\"headers\":[],\"body\":"
+                        + JsonSerializer.Serialize(answer)
+                        + "}"
+                    )
+                    .RootElement
+
+        // Transfer codings are case-insensitive (RFC 9112 section 7); Go lower-cases them.
+        let fields =
+            [
+                for pair in o.GetProperty("headers").EnumerateArray() ->
+                    let name = pair[0].GetString()
+                    let value = pair[1].GetString()
+
+                    name,
+                    (if name = "transfer-encoding" then
+                         value.ToLowerInvariant()
+                     else
+                         value)
+            ]
+            |> List.sort
+
+        Accepted(
+            o.GetProperty("method").GetString(),
+            o.GetProperty("target").GetString(),
+            fields,
+            o.GetProperty("body").GetString()
+        )
+    else
+        Refused status
+
+/// Where two outcomes differ, in words; None when they agree (refusals agree whatever their status).
+let private difference (ours: Outcome) (theirs: Outcome) =
+    match ours, theirs with
+    | Refused _, Refused _ -> None
+    | Accepted _, Refused s -> Some(sprintf "we accept, it refuses (%d)" s)
+    | Refused s, Accepted _ -> Some(sprintf "we refuse (%d), it accepts" s)
+    | Accepted(m1, t1, f1, b1), Accepted(m2, t2, f2, b2) ->
+        if m1 <> m2 then Some(sprintf "method %s vs %s" m1 m2)
+        elif t1 <> t2 then Some(sprintf "target %s vs %s" t1 t2)
+        elif b1 <> b2 then Some(sprintf "body %A vs %A" b1 b2)
+        elif f1 <> f2 then Some(sprintf "fields %A vs %A" f1 f2)
+        else None
+
+[<Test>]
+let ``the same requests to ServerConn, Kestrel, Node and Go: every disagreement is a known and justified one`` () =
+    task {
+        for tool, package in [ "node", "nodejs"; "go", "golang-go" ] do
+            let code, _, _ =
+                runFor 30.0 [] None "sh" [ "-c"; sprintf "command -v %s" tool ]
+                |> fun t -> t.GetAwaiter().GetResult()
+
+            Assert.That(
+                code,
+                Is.EqualTo 0,
+                sprintf "%s is needed for the differential check: apt-get install -y %s" tool package
+            )
+
+        use ours = serverConnPeer ()
+        use kestrel = kestrelPeer ()
+
+        use node =
+            new ProgramPeer("node", [ Path.Combine(repositoryRoot (), "tests", "peers", "echo-server.js") ])
+
+        use go = new ProgramPeer(goPeerBinary.Force(), [])
+        let peers = [ "kestrel", kestrel.Port; "node", node.Port; "go", go.Port ]
+        let found = Collections.Generic.List<(string * string) * string>()
+        let report = StringBuilder()
+
+        for name, raw in corpus do
+            let incomplete = name = "body shorter than Content-Length"
+            let! mine = exchange ours.Port incomplete raw
+            let o = outcome mine
+            report.AppendLine(sprintf "%-45s serverconn %A" name o) |> ignore
+
+            for peer, port in peers do
+                let! answer = exchange port incomplete raw
+                let theirs = outcome answer
+
+                match difference o theirs with
+                | Some d ->
+                    found.Add(((name, peer), d))
+                    report.AppendLine(sprintf "    %-8s DIFFERS: %s" peer d) |> ignore
+                | None -> ()
+
+        TestContext.Out.WriteLine(report.ToString())
+
+        let unexpected =
+            found |> Seq.filter (fun (k, _) -> not (expected.ContainsKey k)) |> List.ofSeq
+
+        let gone =
+            expected
+            |> Map.toList
+            |> List.filter (fun (k, _) -> not (found |> Seq.exists (fun (f, _) -> f = k)))
+
+        Assert.That(
+            unexpected,
+            Is.Empty,
+            sprintf "disagreements not in the list:\n%s" (String.Join("\n", unexpected |> List.map string))
+        )
+
+        Assert.That(
+            gone,
+            Is.Empty,
+            "listed disagreements that no longer happen: remove them from the list and docs/CONFORMANCE.md"
+        )
+    }
+    |> sync

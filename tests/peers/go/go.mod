@@ -1,0 +1,3 @@
+module httputil.test/peer
+
+go 1.19
