@@ -1,4 +1,4 @@
-// The build: dotnet fsi build.fsx -- <Target>   (Clean, Build, Pack, Test, Bench, Format)
+// The build: dotnet fsi build.fsx -- <Target>   (Clean, Build, Pack, Test, Fuzz, Differential, Bench, Format)
 // Test ends with the line "N passed, N failed, N skipped" and exits non-zero on any failure or
 // on a build that broke before the tests could run.
 #r "nuget: Fake.Core.Target, 5.20.3"
@@ -44,6 +44,21 @@ Target.create "Clean" (fun _ ->
 let buildArgs = [ "build"; solution; "-c"; "Release"; "-nologo"; "-clp:NoSummary" ]
 
 Target.create "Build" (fun _ -> dotnetOrFail buildArgs)
+
+// Fuzzing for a while: HTTPUTIL_FUZZ_SECONDS (default 300) of generated and mutated messages against the core's
+// invariants; an input that breaks one is saved under tests/HttpUtil.Core.Tests/regressions/ (then commit it: it is
+// replayed by the test suite from then on).
+Target.create "Fuzz" (fun _ ->
+    if String.IsNullOrEmpty(Environment.GetEnvironmentVariable "HTTPUTIL_FUZZ_SECONDS") then
+        Environment.SetEnvironmentVariable("HTTPUTIL_FUZZ_SECONDS", "300")
+
+    dotnetOrFail buildArgs
+    dotnetOrFail [ "test"; Path.Combine(root, "tests", "HttpUtil.Core.Tests", "HttpUtil.Core.Tests.fsproj"); "-c"; "Release"; "--no-build"; "--filter"; "TestCategory=Fuzz"; "--logger"; "console;verbosity=detailed" ])
+
+// The differential check alone: ServerConn against Kestrel, Node and Go on the corpus in DifferentialTests.fs.
+Target.create "Differential" (fun _ ->
+    dotnetOrFail buildArgs
+    dotnetOrFail [ "test"; Path.Combine(root, "tests", "HttpUtil.Tests", "HttpUtil.Tests.fsproj"); "-c"; "Release"; "--no-build"; "--filter"; "FullyQualifiedName~DifferentialTests"; "--logger"; "console;verbosity=detailed" ])
 
 // The packages: HttpUtil, HttpUtil.Core and the tool HttpUtil.Tool, in artifacts/.
 Target.create "Pack" (fun _ ->
