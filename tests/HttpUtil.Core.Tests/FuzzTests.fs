@@ -18,7 +18,7 @@ open HttpUtil.Core.Tests.BodyTests
 
 /// Three ways to cut an input into deliveries, derived from its length (so a failure replays exactly).
 let private cutSets (length: int) =
-    [ [ 1 ]; [ length / 2 ]; [ 1 .. 7 .. max 1 length ] ]
+    [ [ 1 ]; [ length / 2 ]; [ 1..7 .. max 1 length ] ]
 
 /// Runs `check`; a throw is a violation too.
 let private guarded (what: string) (check: unit -> string option) =
@@ -46,7 +46,8 @@ let violations (settings: ParserSettings) (input: byte[]) : string option =
             let whole = parseBytes input
 
             let splitDiffers =
-                cutSets input.Length |> List.exists (fun cuts -> parseSeq (segmented input cuts) <> whole)
+                cutSets input.Length
+                |> List.exists (fun cuts -> parseSeq (segmented input cuts) <> whole)
 
             if splitDiffers then
                 Some(sprintf "%s: the result depends on how the bytes are split" name)
@@ -90,22 +91,24 @@ let violations (settings: ParserSettings) (input: byte[]) : string option =
                                     Some(sprintf "%s: the body passed MaxRequestBodyBytes" name)
                                 | _ -> None)
 
-    [ (fun () ->
-          headChecks
-              "request"
-              (Parser.parseRequestBytes settings)
-              (Parser.parseRequestHead settings)
-              (fun h -> h.Headers)
-              Serializer.requestBytes
-              Framing.requestBody)
-      (fun () ->
-          headChecks
-              "response"
-              (Parser.parseResponseBytes settings)
-              (Parser.parseResponseHead settings)
-              (fun h -> h.Headers)
-              Serializer.responseBytes
-              (Framing.responseBody "GET")) ]
+    [
+        (fun () ->
+            headChecks
+                "request"
+                (Parser.parseRequestBytes settings)
+                (Parser.parseRequestHead settings)
+                (fun h -> h.Headers)
+                Serializer.requestBytes
+                Framing.requestBody)
+        (fun () ->
+            headChecks
+                "response"
+                (Parser.parseResponseBytes settings)
+                (Parser.parseResponseHead settings)
+                (fun h -> h.Headers)
+                Serializer.responseBytes
+                (Framing.responseBody "GET"))
+    ]
     |> List.tryPick (fun check -> check ())
 
 // ---- the inputs ------------------------------------------------------------------------------------------------
@@ -113,7 +116,11 @@ let violations (settings: ParserSettings) (input: byte[]) : string option =
 let private anyByte = Gen.choose (0, 255) |> Gen.map byte
 
 let private interesting =
-    Gen.frequency [ 3, Gen.elements [ 13uy; 10uy; 32uy; 9uy; 58uy; 0uy; 59uy; 44uy; 48uy; 255uy ]; 1, anyByte ]
+    Gen.frequency
+        [
+            3, Gen.elements [ 13uy; 10uy; 32uy; 9uy; 58uy; 0uy; 59uy; 44uy; 48uy; 255uy ]
+            1, anyByte
+        ]
 
 /// A valid message: a generated head, then a chunked or Content-Length body.
 let private message =
@@ -136,7 +143,10 @@ let private message =
                 Array.append (latin1 h) (Chunked.encode [ body ] Headers.empty |> ok)
             else
                 let h = text head
-                let h = h.Substring(0, h.Length - 2) + sprintf "Content-Length: %d\r\n\r\n" body.Length
+
+                let h =
+                    h.Substring(0, h.Length - 2) + sprintf "Content-Length: %d\r\n\r\n" body.Length
+
                 Array.append (latin1 h) body
 
         return framed
@@ -148,46 +158,52 @@ let private change (input: byte[]) =
 
     Gen.oneof
         [ // replace, insert, delete a byte
-          gen {
-              let! i = at (input.Length - 1)
-              let! b = interesting
+            gen {
+                let! i = at (input.Length - 1)
+                let! b = interesting
 
-              return
-                  if input.Length = 0 then
-                      [| b |]
-                  else
-                      let c = Array.copy input
-                      c[i] <- b
-                      c
-          }
-          gen {
-              let! i = at input.Length
-              let! b = interesting
-              return Array.concat [ input[.. i - 1]; [| b |]; input[i..] ]
-          }
-          gen {
-              let! i = at (input.Length - 1)
-              return if input.Length = 0 then input else Array.append input[.. i - 1] input[i + 1 ..]
-          }
-          // truncate
-          gen {
-              let! i = at input.Length
-              return input[.. i - 1]
-          }
-          // duplicate a slice in place
-          gen {
-              let! a = at input.Length
-              let! len = Gen.choose (0, 40)
-              let b = min input.Length (a + len)
-              return Array.concat [ input[.. b - 1]; input[a .. b - 1]; input[b..] ]
-          }
-          // splice in part of another message
-          gen {
-              let! other = message
-              let! a = at input.Length
-              let! b = at other.Length
-              return Array.append input[.. a - 1] other[b..]
-          } ]
+                return
+                    if input.Length = 0 then
+                        [| b |]
+                    else
+                        let c = Array.copy input
+                        c[i] <- b
+                        c
+            }
+            gen {
+                let! i = at input.Length
+                let! b = interesting
+                return Array.concat [ input[.. i - 1]; [| b |]; input[i..] ]
+            }
+            gen {
+                let! i = at (input.Length - 1)
+
+                return
+                    if input.Length = 0 then
+                        input
+                    else
+                        Array.append input[.. i - 1] input[i + 1 ..]
+            }
+            // truncate
+            gen {
+                let! i = at input.Length
+                return input[.. i - 1]
+            }
+            // duplicate a slice in place
+            gen {
+                let! a = at input.Length
+                let! len = Gen.choose (0, 40)
+                let b = min input.Length (a + len)
+                return Array.concat [ input[.. b - 1]; input[a .. b - 1]; input[b..] ]
+            }
+            // splice in part of another message
+            gen {
+                let! other = message
+                let! a = at input.Length
+                let! b = at other.Length
+                return Array.append input[.. a - 1] other[b..]
+            }
+        ]
 
 /// A fuzz input: a valid message with up to six changes.
 let input =
@@ -202,13 +218,15 @@ let input =
         return! current
     }
 
-let private regressions =
-    Path.Combine(__SOURCE_DIRECTORY__, "regressions")
+let private regressions = Path.Combine(__SOURCE_DIRECTORY__, "regressions")
 
 /// Saves an input that broke an invariant as a regression file; returns its path.
 let private save (bytes: byte[]) =
     Directory.CreateDirectory regressions |> ignore
-    let name = Convert.ToHexString(SHA256.HashData bytes).Substring(0, 16).ToLowerInvariant()
+
+    let name =
+        Convert.ToHexString(SHA256.HashData bytes).Substring(0, 16).ToLowerInvariant()
+
     let path = Path.Combine(regressions, name + ".http")
     File.WriteAllBytes(path, bytes)
     path
@@ -228,9 +246,16 @@ let private run (count: int) =
     let mutable round = 0
 
     while failure.IsNone
-          && (if seconds > 0.0 then DateTime.UtcNow < until else checkedInputs < count) do
+          && (if seconds > 0.0 then
+                  DateTime.UtcNow < until
+              else
+                  checkedInputs < count) do
         // A fixed seed for the suite's short run (the same inputs every time); a fresh one per round when fuzzing.
-        let rnd = if seconds > 0.0 then Rnd(uint64 (Random.Shared.NextInt64())) else Rnd(uint64 (1000 + round))
+        let rnd =
+            if seconds > 0.0 then
+                Rnd(uint64 (Random.Shared.NextInt64()))
+            else
+                Rnd(uint64 (1000 + round))
 
         for bytes in Gen.sampleWithSeed rnd 30 200 input do
             if failure.IsNone then
