@@ -73,6 +73,9 @@ type ErrorKind =
     /// No complete request head arrived within the server's head timeout, counted from the start of the read
     /// (keep-alive idle time included): a slow or idle client (answer 408 Request Timeout, then close).
     | HeadTimeout = 9
+    /// A request body stopped arriving: no byte of it within the server's body idle timeout while the application
+    /// was reading it (answer 408 Request Timeout, then close).
+    | BodyTimeout = 41
     /// A request body longer than `Limits.MaxRequestBodyBytes`: announced by Content-Length, or found while a
     /// chunked or other body arrives (answer 413 Content Too Large).
     | BodyTooLarge = 8
@@ -106,7 +109,8 @@ type HttpError =
         | ErrorKind.BodyTooLarge
         | ErrorKind.ChunkSizeTooLarge -> 413
         | ErrorKind.UnsupportedTransferCoding -> 501
-        | ErrorKind.HeadTimeout -> 408
+        | ErrorKind.HeadTimeout
+        | ErrorKind.BodyTimeout -> 408
         | ErrorKind.UnsupportedVersion -> 505
         | _ -> 400
 

@@ -379,6 +379,45 @@ let ``ServerConn: a head not complete within HeadTimeout (slowloris, or an idle 
     }
     |> sync
 
+[<TestCase("Content-Length: 10\r\n\r\nabc")>]
+[<TestCase("Transfer-Encoding: chunked\r\n\r\n5\r\nab")>]
+let ``ServerConn: a request body that stops arriving fails the read after BodyIdleTimeout with a 408 hint``
+    (rest: string)
+    =
+    task {
+        let! client, server = socketPair ()
+        use _client = client
+        use _server = server
+        do! writeText (client.GetStream()) ("POST /upload HTTP/1.1\r\nHost: x\r\n" + rest)
+
+        use conn =
+            new ServerConn(server.GetStream(), BodyIdleTimeout = Nullable(TimeSpan.FromMilliseconds 300.0))
+
+        let! request = conn.ReadAsync()
+        use! body = request.Content.ReadAsStreamAsync()
+        let buffer = Array.zeroCreate<byte> 64
+        let! first = body.ReadAsync(buffer, 0, buffer.Length)
+        Assert.That(first, Is.GreaterThan 0, "what arrived is read")
+
+        let ex =
+            Assert.ThrowsAsync<RequestTimeoutException>(fun () ->
+                task {
+                    let mutable n = 1
+
+                    while n > 0 do
+                        let! r = body.ReadAsync(buffer, 0, buffer.Length)
+                        n <- r
+                }
+                :> Task)
+
+        Assert.That(ex.Error.Kind, Is.EqualTo ErrorKind.BodyTimeout)
+        Assert.That(ex.Error.StatusHint, Is.EqualTo 408)
+        Assert.That(ex.Message, Does.Contain "BodyIdleTimeout")
+        // The read side is broken: the next read fails at once instead of waiting.
+        Assert.ThrowsAsync<IOException>(fun () -> conn.ReadAsync() :> Task) |> ignore
+    }
+    |> sync
+
 [<Test>]
 let ``ServerConn: heads that arrive in time are read, one after another, under a HeadTimeout`` () =
     task {

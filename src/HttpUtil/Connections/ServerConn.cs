@@ -34,7 +34,7 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
     /// null to create one.</param>
     public ServerConn(Stream stream, PipeReader? reader = null)
     {
-        shell = new ConnectionShell(false, stream, reader, nameof(ServerConn));
+        shell = new ConnectionShell(false, stream, reader, nameof(ServerConn)) { BodyIdleTimeout = TimeSpan.FromSeconds(30) };
     }
 
     /// <summary>The limits and leniences used to read requests. Default: <see cref="ParserSettings.Default"/>.</summary>
@@ -75,6 +75,17 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
     /// Past it the read throws <see cref="RequestTimeoutException"/> (a 408 hint) and the read side is broken: a
     /// slowloris client that sends a head a byte at a time is cut off.</summary>
     public TimeSpan? HeadTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a read of a request body may wait for its next byte; default 30 s, null for none. Past it the
+    /// read throws <see cref="RequestTimeoutException"/> (kind <see cref="ErrorKind.BodyTimeout"/>, a 408 hint) and the
+    /// read side is broken: a client that sends a body slowly or stops part way cannot hold the connection and its
+    /// handler forever. It counts only while the application waits on a read (time spent processing between reads
+    /// does not), as Kestrel's minimum data rate does not count time the application is not reading.</summary>
+    public TimeSpan? BodyIdleTimeout
+    {
+        get => shell.BodyIdleTimeout;
+        init => shell.BodyIdleTimeout = value is null || value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
+    }
 
     /// <summary>Requests read that have not been answered yet.</summary>
     public int Pending => shell.Gate.Pending;

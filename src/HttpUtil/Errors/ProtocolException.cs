@@ -83,7 +83,8 @@ public sealed class MalformedMessageException : ProtocolException
 
 /// <summary>
 /// No complete request head arrived within <see cref="ServerConn.HeadTimeout"/> (counted from the start of
-/// <see cref="ServerConn.ReadAsync"/>, so keep-alive idle time counts): a slow or idle client. The read side is
+/// <see cref="ServerConn.ReadAsync"/>, so keep-alive idle time counts), or a request body stopped arriving for
+/// <see cref="ServerConn.BodyIdleTimeout"/> while it was read: a slow or idle client. The read side is
 /// broken, as after a cancelled read; close the connection. <see cref="Error"/> has the kind
 /// (<see cref="ErrorKind.HeadTimeout"/>) and the status a server would answer (408).
 /// </summary>
@@ -92,16 +93,28 @@ public sealed class RequestTimeoutException : ProtocolException
     /// <summary>Creates the exception for a head timeout of <paramref name="timeout"/>.</summary>
     /// <param name="timeout">The head timeout that passed.</param>
     public RequestTimeoutException(TimeSpan timeout)
-        : base($"no complete request head within {timeout.TotalSeconds:0.###} s (HeadTimeout)")
+        : this(timeout, ErrorKind.HeadTimeout, $"no complete request head within {timeout.TotalSeconds:0.###} s (HeadTimeout)")
     {
-        Timeout = timeout;
-        Error = new HttpError(ErrorKind.HeadTimeout, 0L, Message);
     }
 
-    /// <summary>The head timeout that passed.</summary>
+    private RequestTimeoutException(TimeSpan timeout, ErrorKind kind, string message) : base(message)
+    {
+        Timeout = timeout;
+        Error = new HttpError(kind, 0L, message);
+    }
+
+    /// <summary>The exception for a request body that stopped arriving for <paramref name="timeout"/>
+    /// (<see cref="ServerConn.BodyIdleTimeout"/>).</summary>
+    /// <param name="timeout">The body idle timeout that passed.</param>
+    /// <returns>The exception, with <see cref="ErrorKind.BodyTimeout"/>.</returns>
+    public static RequestTimeoutException ForBody(TimeSpan timeout) =>
+        new(timeout, ErrorKind.BodyTimeout, $"no byte of the request body for {timeout.TotalSeconds:0.###} s (BodyIdleTimeout)");
+
+    /// <summary>The timeout that passed.</summary>
     public TimeSpan Timeout { get; }
 
-    /// <summary>The error value: <see cref="ErrorKind.HeadTimeout"/>, whose <c>StatusHint</c> is 408.</summary>
+    /// <summary>The error value: <see cref="ErrorKind.HeadTimeout"/> or <see cref="ErrorKind.BodyTimeout"/>, whose
+    /// <c>StatusHint</c> is 408.</summary>
     public HttpError Error { get; }
 }
 

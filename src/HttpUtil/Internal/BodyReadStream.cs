@@ -30,6 +30,7 @@ internal sealed class BodyReadStream : Stream
     private bool disposed;
     private Exception? failure;
     private Action<object, bool>? ended;
+    private readonly (TimeSpan Limit, DeadlinePool Pool)? idleTimeout;
     private object? endedState;
 
     /// <summary>A body read from <paramref name="reader"/>; a failure breaks the reading side of <paramref name="connection"/>.
@@ -39,8 +40,9 @@ internal sealed class BodyReadStream : Stream
     /// state as an argument so that none is a closure made per message).</summary>
     public BodyReadStream(PipeReader reader, Framing.BodyLength framing, bool isRequest, ParserSettings settings,
         Action<object?, Headers>? onTrailers, object? trailersState, Func<CancellationToken, ValueTask>? beforeFirstRead, TurnGate connection,
-        Stream? transport)
+        Stream? transport, (TimeSpan Limit, DeadlinePool Pool)? idleTimeout = null)
     {
+        this.idleTimeout = idleTimeout;
         this.transport = transport;
         this.reader = reader;
         this.isRequest = isRequest;
@@ -184,7 +186,9 @@ internal sealed class BodyReadStream : Stream
             int n;
             try
             {
-                n = await ReadCoreAsync(buffer, cancellationToken).ConfigureAwait(false);
+                n = idleTimeout is { } idle
+                    ? await ReadWithinAsync(buffer, idle.Limit, idle.Pool, cancellationToken).ConfigureAwait(false)
+                    : await ReadCoreAsync(buffer, cancellationToken).ConfigureAwait(false);
             }
             catch
             {
@@ -197,6 +201,25 @@ internal sealed class BodyReadStream : Stream
         finally
         {
             gate.Release();
+        }
+    }
+
+    /// <summary>One read that fails with <see cref="RequestTimeoutException"/> when no byte came for <paramref name="limit"/>
+    /// (a slow-body client); the deadline source is reused from read to read.</summary>
+    private async ValueTask<int> ReadWithinAsync(Memory<byte> buffer, TimeSpan limit, DeadlinePool pool, CancellationToken ct)
+    {
+        var deadline = pool.Start(ct, limit);
+        try
+        {
+            return await ReadCoreAsync(buffer, deadline.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw RequestTimeoutException.ForBody(limit);
+        }
+        finally
+        {
+            pool.Finish(deadline);
         }
     }
 

@@ -50,6 +50,12 @@ internal sealed class ConnectionShell
 
     public TimeSpan FlushTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>How long a read of a request body may wait for its next byte (server only; null for no limit). Its
+    /// deadline sources are reused from read to read.</summary>
+    public TimeSpan? BodyIdleTimeout { get; set; }
+
+    private DeadlinePool? bodyDeadlines;
+
     /// <summary>How long one send may wait for the peer to take bytes (see <see cref="SendLoop.StallTimeout"/>).</summary>
     public TimeSpan? SendTimeout
     {
@@ -92,7 +98,7 @@ internal sealed class ConnectionShell
         Func<CancellationToken, ValueTask>? beforeFirstRead)
     {
         var body = new BodyReadStream(Reader, framing, isRequest, Settings, onTrailers, trailersState, beforeFirstRead, Gate,
-            ownsReader ? Stream : null);
+            ownsReader ? Stream : null, BodyIdleTimeout is { } idle ? (idle, bodyDeadlines ??= new DeadlinePool(1)) : null);
         lastBody = body;
         return body;
     }
