@@ -337,3 +337,54 @@ let ``ActivityHeadersPropagator null sends no trace context, even with an activi
         )
     }
     |> sync
+
+[<Test>]
+let ``a request that waits for a connection at MaxConnsPerHost records http.client.request.time_in_queue; one that does not, nothing``
+    ()
+    =
+    task {
+        use meters = new Meters()
+        let release = Signal()
+        let arrived = Signal()
+
+        use k =
+            Kestrel.Plain(fun ctx ->
+                task {
+                    if ctx.Request.Path.Value = "/hold" then
+                        arrived.Set()
+                        do! release.Task
+
+                    do! ctx.Response.WriteAsync "done"
+                })
+
+        use transport = new Transport(MaxConnsPerHost = 1)
+        use invoker = new HttpMessageInvoker(transport, false)
+
+        let send (path: string) =
+            task {
+                use! response =
+                    invoker.SendAsync(
+                        new HttpRequestMessage(HttpMethod.Get, k.Uri path),
+                        Threading.CancellationToken.None
+                    )
+
+                return! response.Content.ReadAsStringAsync()
+            }
+
+        let first = send "/hold"
+        do! arrived.Task.WaitAsync(TimeSpan.FromSeconds 30.0)
+        Assert.That(meters.Of("http.client.request.time_in_queue", k.Port), Is.Empty, "the first request did not wait")
+        // The second request queues for the only connection before SendAsync returns its task.
+        let second = send "/next"
+        release.Set()
+        let! a = first
+        let! b = second
+        Assert.That((a, b), Is.EqualTo(("done", "done")))
+
+        match meters.Of("http.client.request.time_in_queue", k.Port) with
+        | [ m ] ->
+            Assert.That(m.Value, Is.GreaterThanOrEqualTo 0.0)
+            Assert.That(m.Tag "http.request.method", Is.EqualTo "GET")
+        | other -> Assert.Fail(sprintf "expected one queue time, got %A" other)
+    }
+    |> sync
