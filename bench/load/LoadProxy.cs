@@ -32,6 +32,9 @@ internal static class LoadProxy
             await Task.Delay(TimeSpan.FromSeconds(5));
             foreach (var (type, share) in sampler.Top(25)) Console.Error.WriteLine($"{share,6:P1}  {type}");
         }
+        // --stats S: every S seconds, one JSON line on standard output with what the soak watches.
+        if (o.GetDouble("stats", 0) is var every and > 0)
+            _ = SoakStats.RunAsync(TimeSpan.FromSeconds(every), app.Lifetime.ApplicationStopping);
         await Task.Delay(Timeout.Infinite, app.Lifetime.ApplicationStopping).ContinueWith(_ => { });
         return 0;
     }

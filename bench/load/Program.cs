@@ -7,7 +7,7 @@
 //       --alloc-types yes also prints to standard error the types allocated most in the window (sampled).
 //   server --impl serverconn|kestrel --port P [--size N]
 //       answers every request with N bytes (default 1024) until killed; prints "ready" once listening.
-//   proxy --upstream URL --port P [--telemetry none|full]
+//   proxy --upstream URL --port P [--telemetry none|full] [--stats S]
 //       ReverseProxy.NewSingleHost(URL) on Kestrel (bench/proxy); prints "ready" once listening.
 using HttpUtil.Load;
 
@@ -23,6 +23,6 @@ static int Usage()
 {
     Console.Error.WriteLine("usage: HttpUtil.Load client --handler transport|sockets --url U --concurrency C [--warmup S] [--duration S] [--telemetry none|full]");
     Console.Error.WriteLine("       HttpUtil.Load server --impl serverconn|kestrel --port P [--size N]");
-    Console.Error.WriteLine("       HttpUtil.Load proxy --upstream URL --port P [--telemetry none|full]");
+    Console.Error.WriteLine("       HttpUtil.Load proxy --upstream URL --port P [--telemetry none|full] [--stats S]");
     return 2;
 }

@@ -1,0 +1,3 @@
+module httputil.bench/newconns
+
+go 1.19
