@@ -50,13 +50,6 @@ let private httputilRaw (args: string list) =
         return p.ExitCode, o, e
     }
 
-let private freePort () =
-    let l = new TcpListener(IPAddress.Loopback, 0)
-    l.Start()
-    let port = (l.LocalEndpoint :?> IPEndPoint).Port
-    l.Stop()
-    port
-
 let private phasesOf (o: JsonElement) =
     [
         for p in o.GetProperty("phases").EnumerateArray() ->

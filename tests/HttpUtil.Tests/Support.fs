@@ -498,3 +498,11 @@ let runFor (seconds: float) (env: (string * string) list) (workDir: string optio
         let! code = p.WaitForExit seconds
         return code, p.Output, p.Error
     }
+
+/// A loopback port nothing listens on (it was free a moment ago): a connection to it is refused.
+let freePort () =
+    let l = new TcpListener(IPAddress.Loopback, 0)
+    l.Start()
+    let port = (l.LocalEndpoint :?> IPEndPoint).Port
+    l.Stop()
+    port

@@ -186,11 +186,7 @@ let ``a DNS lookup records dns.lookup.duration with the name asked`` () =
 let ``a refused connection records the duration with error.type connection_error`` () =
     task {
         use meters = new Meters()
-        // A port nothing listens on.
-        let l = new Net.Sockets.TcpListener(Net.IPAddress.Loopback, 0)
-        l.Start()
-        let port = (l.LocalEndpoint :?> Net.IPEndPoint).Port
-        l.Stop()
+        let port = freePort ()
         use transport = new Transport()
         use client = new HttpClient(transport)
 
@@ -271,10 +267,7 @@ let ``traceparent reaches the upstream, and the proxy's server activity is the p
 let ``a failed proxied request is counted by error and side`` () =
     task {
         use meters = new Meters()
-        let l = new Net.Sockets.TcpListener(Net.IPAddress.Loopback, 0)
-        l.Start()
-        let port = (l.LocalEndpoint :?> Net.IPEndPoint).Port
-        l.Stop()
+        let port = freePort ()
         let proxy = ReverseProxy.NewSingleHost(Uri(sprintf "http://127.0.0.1:%d/" port))
         proxy.ErrorLog <- ListLogger()
         use frontend = front proxy
