@@ -30,7 +30,7 @@ internal sealed class BodyReadStream : Stream
     private bool disposed;
     private Exception? failure;
     private Action<object, bool>? ended;
-    private readonly (TimeSpan Limit, DeadlinePool Pool)? idleTimeout;
+    private readonly WaitDeadline? idleTimeout;
     private object? endedState;
 
     /// <summary>A body read from <paramref name="reader"/>; a failure breaks the reading side of <paramref name="connection"/>.
@@ -40,7 +40,7 @@ internal sealed class BodyReadStream : Stream
     /// state as an argument so that none is a closure made per message).</summary>
     public BodyReadStream(PipeReader reader, Framing.BodyLength framing, bool isRequest, ParserSettings settings,
         Action<object?, Headers>? onTrailers, object? trailersState, Func<CancellationToken, ValueTask>? beforeFirstRead, TurnGate connection,
-        Stream? transport, (TimeSpan Limit, DeadlinePool Pool)? idleTimeout = null)
+        Stream? transport, WaitDeadline? idleTimeout = null)
     {
         this.idleTimeout = idleTimeout;
         this.transport = transport;

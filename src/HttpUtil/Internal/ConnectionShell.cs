@@ -52,9 +52,13 @@ internal sealed class ConnectionShell
 
     /// <summary>How long a read of a request body may wait for its next byte (server only; null for no limit). Its
     /// deadline sources are reused from read to read.</summary>
-    public TimeSpan? BodyIdleTimeout { get; set; }
+    public TimeSpan? BodyIdleTimeout
+    {
+        get => bodyIdle?.Limit;
+        set => bodyIdle = value is { } v ? new WaitDeadline(v) : null;
+    }
 
-    private DeadlinePool? bodyDeadlines;
+    private WaitDeadline? bodyIdle;
 
     /// <summary>How long one send may wait for the peer to take bytes (see <see cref="SendLoop.StallTimeout"/>).</summary>
     public TimeSpan? SendTimeout
@@ -98,7 +102,7 @@ internal sealed class ConnectionShell
         Func<CancellationToken, ValueTask>? beforeFirstRead)
     {
         var body = new BodyReadStream(Reader, framing, isRequest, Settings, onTrailers, trailersState, beforeFirstRead, Gate,
-            ownsReader ? Stream : null, BodyIdleTimeout is { } idle ? (idle, bodyDeadlines ??= new DeadlinePool(1)) : null);
+            ownsReader ? Stream : null, bodyIdle);
         lastBody = body;
         return body;
     }

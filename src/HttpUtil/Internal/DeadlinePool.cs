@@ -39,3 +39,11 @@ internal readonly record struct Deadline(CancellationTokenSource Source, Cancell
     /// <summary>Cancelled when the time passed or the caller cancelled.</summary>
     public CancellationToken Token => Source.Token;
 }
+
+/// <summary>A deadline per wait that a connection sets once for all its messages (the body idle timeout): the limit and
+/// the pool its sources come from. One reference per body stream instead of the pair.</summary>
+internal sealed class WaitDeadline(TimeSpan limit)
+{
+    public TimeSpan Limit { get; } = limit;
+    public DeadlinePool Pool { get; } = new(1);
+}
