@@ -400,3 +400,190 @@ let ``the same requests to ServerConn, Kestrel, Node and Go: every disagreement 
         )
     }
     |> sync
+
+// ---- responses: ClientConn against Node's and Go's HTTP clients ------------------------------------------------
+
+/// The response cases: a name and the raw bytes a server sends (then it closes the connection).
+let responseCorpus: (string * string) list =
+    [
+        "plain 200 with Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello"
+        "chunked with trailers",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"
+        "delimited by close", "HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nuntil close"
+        "Content-Length and Transfer-Encoding",
+        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        "two different Content-Lengths", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nhello"
+        "codings not ending in chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nraw"
+        "HTTP/1.2", "HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        "no space after the status code", "HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok"
+        "empty reason phrase", "HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nok"
+        "obs-fold", "HTTP/1.1 200 OK\r\nX-F: a\r\n b\r\nContent-Length: 2\r\n\r\nok"
+        "bare LF line endings", "HTTP/1.1 200 OK\nContent-Length: 2\n\nok"
+        "100 Continue before the answer", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        "204 with a Content-Length", "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"
+        "space before the colon", "HTTP/1.1 200 OK\r\nX-B : 1\r\nContent-Length: 2\r\n\r\nok"
+        "body shorter than Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"
+        "bad chunk size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+        "status 999", "HTTP/1.1 999 Odd\r\nContent-Length: 2\r\n\r\nok"
+        "NUL in a value", "HTTP/1.1 200 OK\r\nX-N: a\000b\r\nContent-Length: 2\r\n\r\nok"
+    ]
+
+/// The known disagreements of ClientConn with the other clients: (case, peer) -> the rule (docs/CONFORMANCE.md).
+let expectedResponses: Map<string * string, string> =
+    Map.ofList
+        [
+            ("Content-Length and Transfer-Encoding", "go"),
+            "RFC 9112 section 6.3 rule 3: it ought to be handled as an error (response splitting); Node refuses too"
+            ("codings not ending in chunked", "go"),
+            "RFC 9112 section 6.3 rule 4: a response is read until the connection closes; Node reads it too"
+            ("HTTP/1.2", "node"),
+            "RFC 9112 section 2.3: a higher minor version SHOULD be processed as the highest one implemented; Go reads it too"
+            ("obs-fold", "go"),
+            "RFC 9112 section 5.2: a gateway MAY discard such a response (502); AllowObsFoldInResponses replaces it with SP"
+            ("bare LF line endings", "go"),
+            "RFC 9112 section 2.2: a recipient MAY take a bare LF as a line end; strict by default (AllowBareLf)"
+            ("space before the colon", "go"),
+            "RFC 9112 section 5.1: no whitespace is allowed there; a proxy must not pass it on. Node refuses too"
+            ("NUL in a value", "go"),
+            "RFC 9110 section 5.5: a recipient MUST reject a value with NUL or replace it; Node refuses too"
+        ]
+
+/// What a client made of a response: refused, or accepted with status, fields (framing fields left out: the body
+/// says what they decided) and body.
+type ResponseOutcome =
+    | Rejected
+    | Read of status: int * fields: (string * string) list * body: string
+
+let private framingField (name: string) =
+    name = "content-length" || name = "transfer-encoding"
+
+/// Serves case N of the response corpus to a request for /case/N, then closes.
+let private responseServer () =
+    new ScriptedServer(fun _ s ->
+        task {
+            let! head = readHead s
+            let path = head.Split(' ')[1]
+            let i = int (path.Substring "/case/".Length)
+            do! writeText s (snd responseCorpus[i])
+        })
+
+let private clientConnReads (port: int) (i: int) =
+    task {
+        use tcp = new TcpClient()
+        do! tcp.ConnectAsync(IPAddress.Loopback, port)
+        use conn = new ClientConn(tcp.GetStream())
+
+        use request =
+            new HttpRequestMessage(HttpMethod.Get, sprintf "http://127.0.0.1:%d/case/%d" port i)
+
+        try
+            use! response = conn.DoAsync request
+            let! body = response.Content.ReadAsByteArrayAsync()
+
+            let fields =
+                response.GetWireHead().Headers
+                |> Seq.map (fun f -> f.Name.ToLowerInvariant(), f.Value)
+                |> Seq.filter (fun (n, _) -> not (framingField n))
+                |> List.ofSeq
+                |> List.sort
+
+            return Read(int response.StatusCode, fields, Encoding.Latin1.GetString body)
+        with
+        | :? IOException
+        | :? HttpRequestException -> return Rejected
+    }
+
+let private peerReads (file: string) (args: string list) =
+    task {
+        let! _, out, err = runFor 60.0 [] None file args
+
+        let line =
+            out.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            |> Array.tryHead
+            |> Option.defaultValue ""
+
+        if line = "" then
+            return failwithf "%s printed nothing: %s" file err
+        else
+            let o = JsonDocument.Parse(line).RootElement
+            let mutable e = Unchecked.defaultof<JsonElement>
+
+            if o.TryGetProperty("error", &e) then
+                return Rejected
+            else
+                let fields =
+                    [
+                        for pair in o.GetProperty("headers").EnumerateArray() ->
+                            pair[0].GetString(), pair[1].GetString()
+                    ]
+                    |> List.filter (fun (n, _) -> not (framingField n))
+                    |> List.sort
+
+                return Read(o.GetProperty("status").GetInt32(), fields, o.GetProperty("body").GetString())
+    }
+
+[<Test>]
+let ``the same responses to ClientConn, Node's client and Go's client: every disagreement is a known and justified one``
+    ()
+    =
+    task {
+        use server = responseServer ()
+        let fetch = Path.Combine(repositoryRoot (), "tests", "peers", "fetch-client.js")
+        let go = goPeerBinary.Force()
+        let found = Collections.Generic.List<(string * string) * string>()
+        let report = StringBuilder()
+
+        for i, (name, _) in List.indexed responseCorpus do
+            let path = sprintf "/case/%d" i
+            let! ours = clientConnReads server.Port i
+            report.AppendLine(sprintf "%-40s clientconn %A" name ours) |> ignore
+
+            for peer, file, args in
+                [
+                    "node", "node", [ fetch; string server.Port; path ]
+                    "go", go, [ "client"; string server.Port; path ]
+                ] do
+                let! theirs = peerReads file args
+
+                let d =
+                    match ours, theirs with
+                    | Rejected, Rejected -> None
+                    | Read _, Rejected -> Some "we read it, it refuses"
+                    | Rejected, Read(s, _, _) -> Some(sprintf "we refuse, it reads %d" s)
+                    | Read(s1, f1, b1), Read(s2, f2, b2) ->
+                        if s1 <> s2 then Some(sprintf "status %d vs %d" s1 s2)
+                        elif b1 <> b2 then Some(sprintf "body %A vs %A" b1 b2)
+                        elif f1 <> f2 then Some(sprintf "fields %A vs %A" f1 f2)
+                        else None
+
+                match d with
+                | Some d ->
+                    found.Add(((name, peer), d))
+                    report.AppendLine(sprintf "    %-6s DIFFERS: %s" peer d) |> ignore
+                | None -> ()
+
+        TestContext.Out.WriteLine(report.ToString())
+
+        let unexpected =
+            found
+            |> Seq.filter (fun (k, _) -> not (expectedResponses.ContainsKey k))
+            |> List.ofSeq
+
+        let gone =
+            expectedResponses
+            |> Map.toList
+            |> List.filter (fun (k, _) -> not (found |> Seq.exists (fun (f, _) -> f = k)))
+
+        Assert.That(
+            unexpected,
+            Is.Empty,
+            sprintf "disagreements not in the list:\n%s" (String.Join("\n", unexpected |> List.map string))
+        )
+
+        Assert.That(
+            gone,
+            Is.Empty,
+            "listed disagreements that no longer happen: remove them from the list and docs/CONFORMANCE.md"
+        )
+    }
+    |> sync

@@ -4,6 +4,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"time"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +14,11 @@ import (
 )
 
 func main() {
+	// `peer client PORT PATH`: Go's HTTP client sends one GET and prints what it parsed of the response.
+	if len(os.Args) == 4 && os.Args[1] == "client" {
+		client(os.Args[2], os.Args[3])
+		return
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
@@ -44,4 +51,26 @@ func main() {
 		w.Write(out)
 	})
 	http.Serve(l, handler)
+}
+
+func client(port, path string) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://127.0.0.1:" + port + path)
+	if err != nil {
+		json.NewEncoder(os.Stdout).Encode(map[string]string{"error": err.Error()})
+		return
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		json.NewEncoder(os.Stdout).Encode(map[string]string{"error": err.Error()})
+		return
+	}
+	headers := [][]string{}
+	for name, values := range resp.Header {
+		for _, v := range values {
+			headers = append(headers, []string{strings.ToLower(name), v})
+		}
+	}
+	json.NewEncoder(os.Stdout).Encode(map[string]interface{}{"status": resp.StatusCode, "headers": headers, "body": string(body)})
 }
