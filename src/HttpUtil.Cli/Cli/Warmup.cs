@@ -36,16 +36,7 @@ public static class Warmup
                 using var transport = new Transport();
                 using var invoker = new HttpMessageInvoker(transport, disposeHandler: false);
                 for (var i = 1; i <= RequestsPerConnection; i++)
-                {
-                    var timings = new RequestTimings();
-                    using var request = local.Build().WithClientTrace(timings.Trace);
-                    using var response = await invoker.SendAsync(request, ct).ConfigureAwait(false);
-                    timings.HeadArrived();
-                    headSeen.Signal();
-                    var bytes = await TraceCommand.ReadBodyAsync(response, ct).ConfigureAwait(false);
-                    timings.BodyEnded();
-                    _ = new TraceReport(i, local.Url, timings, response, bytes).Phases;
-                }
+                    await TraceCommand.TraceOnceAsync(invoker, local, i, static report => _ = report.Phases, ct, headSeen.Signal).ConfigureAwait(false);
                 await serving.ConfigureAwait(false);
             }
         }

@@ -81,15 +81,14 @@ public static class DemoCommand
         for (var i = 0; i < 2; i++)
         {
             Heading(console, Sections[i]);
-            var timings = new RequestTimings();
-            using var request = hello.Build().WithClientTrace(timings.Trace);
-            timings.Start();
-            using var response = await client.SendAsync(request, ct);
-            timings.HeadArrived();
-            var bytes = await TraceCommand.ReadBodyAsync(response, ct);
-            timings.BodyEnded();
-            new TraceReport(i + 1, hello.Url, timings, response, bytes).Render(console);
-            ok &= response.StatusCode == HttpStatusCode.OK && timings.Reused == (i == 1);
+            var expectReused = i == 1;
+            var behaved = false;
+            await TraceCommand.TraceOnceAsync(client, hello, i + 1, report =>
+            {
+                report.Render(console);
+                behaved = report.Response.StatusCode == HttpStatusCode.OK && report.Timings.Reused == expectReused;
+            }, ct);
+            ok &= behaved;
         }
 
         // 3: pipelining, which HttpClient cannot do.

@@ -64,21 +64,37 @@ public static class TraceCommand
         for (var i = 1; i <= count; i++)
         {
             var index = i;
-            await spec.WithinMaxTimeAsync(async token =>
+            await spec.WithinMaxTimeAsync(token => TraceOnceAsync(invoker, spec, index, report =>
             {
-                var timings = new RequestTimings();
-                using var request = spec.Build().WithClientTrace(timings.Trace);
-                timings.Start();
-                using var response = await invoker.SendAsync(request, token);
-                timings.HeadArrived();
-                var bytes = await ReadBodyAsync(response, token);
-                timings.BodyEnded();
-                var report = new TraceReport(index, spec.Url, timings, response, bytes);
                 if (json) report.WriteJson(output);
                 else report.Render(console);
-            }, ct);
+            }, token), ct);
         }
         return ExitCode.Ok;
+    }
+
+    /// <summary>Sends one request of <paramref name="spec"/> with a <see cref="RequestTimings"/> trace, reads the body to its
+    /// end, and hands the report to <paramref name="use"/> while the response is still open. What <c>trace</c>, the
+    /// demo and the warm-up all do, so the warm-up compiles exactly the code the traced request runs.</summary>
+    /// <param name="invoker">Sends the request (over a <see cref="Transport"/>).</param>
+    /// <param name="spec">The request.</param>
+    /// <param name="index">The report's number (1 for the first).</param>
+    /// <param name="use">Reads the report.</param>
+    /// <param name="ct">Cancels the exchange.</param>
+    /// <param name="headArrived">Called once the response head is in, before the body is read (or null).</param>
+    /// <returns>When the report was used.</returns>
+    public static async Task TraceOnceAsync(HttpMessageInvoker invoker, RequestSpec spec, int index, Action<TraceReport> use, CancellationToken ct,
+        Action? headArrived = null)
+    {
+        var timings = new RequestTimings();
+        using var request = spec.Build().WithClientTrace(timings.Trace);
+        timings.Start();
+        using var response = await invoker.SendAsync(request, ct).ConfigureAwait(false);
+        timings.HeadArrived();
+        headArrived?.Invoke();
+        var bytes = await ReadBodyAsync(response, ct).ConfigureAwait(false);
+        timings.BodyEnded();
+        use(new TraceReport(index, spec.Url, timings, response, bytes));
     }
 
     /// <summary>Reads a response body to its end; returns how many bytes it had.</summary>
