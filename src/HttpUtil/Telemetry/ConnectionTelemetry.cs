@@ -25,44 +25,49 @@ internal sealed class ConnectionTelemetry
         if (peer is not null) tags.Add("network.peer.address", peer);
     }
 
+    private const string ActiveState = "active";
+    private const string IdleState = "idle";
+    private const string ClosedState = "closed";
+
     /// <summary>A new connection, counted as active; null when nothing listens.</summary>
     public static ConnectionTelemetry? Open(PoolKey key, string? peer)
     {
         if (!HttpUtilTelemetry.OpenConnections.Enabled && !HttpUtilTelemetry.ConnectionDuration.Enabled) return null;
         var t = new ConnectionTelemetry(key, peer);
-        t.Move("active");
+        t.Move(ActiveState);
         return t;
     }
 
     /// <summary>The connection carries a request.</summary>
-    public void Active() => Move("active");
+    public void Active() => Move(ActiveState);
 
     /// <summary>The connection waits in the idle pool.</summary>
-    public void Idle() => Move("idle");
+    public void Idle() => Move(IdleState);
 
     /// <summary>The connection closed (or left the pool after a protocol switch); later calls do nothing.</summary>
     public void Closed()
     {
-        if (!Move(null)) return;
-        if (HttpUtilTelemetry.ConnectionDuration.Enabled)
+        if (Move(ClosedState) && HttpUtilTelemetry.ConnectionDuration.Enabled)
             HttpUtilTelemetry.ConnectionDuration.Record(HttpUtilTelemetry.SecondsSince(opened), tags);
     }
 
-    /// <summary>Moves to <paramref name="to"/> (null: closed); false when already closed.</summary>
-    private bool Move(string? to)
+    /// <summary>Moves to <paramref name="to"/>, counting the connection out of its old state and into the new one (a
+    /// closed connection is in none); false when it had closed already.</summary>
+    private bool Move(string to)
     {
         string? from;
         lock (gate)
         {
             from = state;
-            if (from is null && to is null) return false;
-            if (from == "closed") return false;
+            if (from == ClosedState) return false;
             if (from == to) return true;
-            state = to ?? "closed";
+            state = to;
         }
-        if (!counted) return true;
-        if (from is not null) Add(-1, from);
-        if (to is not null) Add(1, to);
+        if (counted)
+        {
+            if (from is not null) Add(-1, from);
+            if (to != ClosedState) Add(1, to);
+        }
         return true;
     }
 
