@@ -465,15 +465,15 @@ internal static class CoreAdapter
     /// <summary>Chunked framing: chunks until the last-chunk, then trailers.</summary>
     public static Framing.BodyLength ChunkedFraming => Framing.BodyLength.Chunked;
 
-    /// <summary>How the body of <paramref name="head"/>, a request read off the wire, is framed (<c>NoBody</c> when
-    /// the core would refuse it).</summary>
+    /// <summary>How the body of <paramref name="head"/>, a request read off the wire, is framed (<c>Framing.requestBody</c>;
+    /// <c>NoBody</c> when its framing is invalid). No limit applies: the connection that read it applied its own.</summary>
     public static Framing.BodyLength RequestFraming(RequestHead head) =>
-        ReadRequest(head, ParserSettings.Default, out _) is { } incoming ? incoming.Body : Framing.BodyLength.NoBody;
+        Framing.requestBody(head) is { IsOk: true } r ? r.ResultValue : Framing.BodyLength.NoBody;
 
     /// <summary>How the body of <paramref name="head"/>, a response to <paramref name="requestMethod"/> read off the
-    /// wire, is framed (<c>NoBody</c> when the core would refuse it).</summary>
+    /// wire, is framed (<c>Framing.responseBody</c>; <c>NoBody</c> when its framing is invalid).</summary>
     public static Framing.BodyLength ResponseFraming(string requestMethod, ResponseHead head) =>
-        ReadResponse(requestMethod, head, out _) is { } incoming ? incoming.Body : Framing.BodyLength.NoBody;
+        Framing.responseBody(requestMethod, head) is { IsOk: true } r ? r.ResultValue : Framing.BodyLength.NoBody;
 
     // ---- Client routing and retries -------------------------------------------------------------
 
