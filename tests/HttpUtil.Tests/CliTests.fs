@@ -200,19 +200,10 @@ let ``demo exits 0 and prints every section of the tour`` () =
 [<Test>]
 let ``proxy serves until SIGINT, then lets the request in flight finish and exits 0`` () =
     task {
-        let arrived = Signal()
-        let release = Signal()
+        let upstream, arrived, release =
+            holdingKestrel "/slow" "finished after the stop signal" "quick"
 
-        use upstream =
-            Kestrel.Plain(fun ctx ->
-                task {
-                    if ctx.Request.Path.Value = "/slow" then
-                        arrived.Set()
-                        do! release.Task
-                        do! ctx.Response.WriteAsync "finished after the stop signal"
-                    else
-                        do! ctx.Response.WriteAsync "quick"
-                })
+        use upstream = upstream
 
         // Through `env --default-signal=INT`: a test runner started as a background job (a non-interactive shell's
         // `cmd &`) passes SIGINT on ignored, and an ignored signal stays ignored across exec.
@@ -240,7 +231,7 @@ let ``proxy serves until SIGINT, then lets the request in flight finish and exit
         Assert.That((code, quick.Trim()), Is.EqualTo((0, "quick")), proxy.Output + proxy.Error)
 
         use slow = new ChildProcess("curl", [ "-s"; url + "/slow" ], [], None)
-        do! arrived.Task.WaitAsync(TimeSpan.FromSeconds 30.0)
+        do! arrived.Wait()
         let! killed, _, killErr = runFor 10.0 [] None "kill" [ "-INT"; string proxy.Id ]
         Assert.That(killed, Is.EqualTo 0, killErr)
         let! _ = proxy.WaitForLine((fun l -> l.Contains "stopping"), 30.0)
@@ -265,20 +256,11 @@ let ``proxy serves until SIGINT, then lets the request in flight finish and exit
 [<Test>]
 let ``dump writes the request exactly as the server read it, then the response exactly as sent`` () =
     task {
-        let seen = TaskCompletionSource<string>()
-
         let response =
             "HTTP/1.1 201 Created\r\nX-Echo:  spaced  \r\ncontent-length: 5\r\n\r\nhello"
 
-        use server =
-            new ScriptedServer(fun _ s ->
-                task {
-                    let! head = readHead s
-                    let body = Array.zeroCreate<byte> 7 // "payload"
-                    do! s.ReadExactlyAsync(body, 0, body.Length)
-                    seen.TrySetResult(head + text body) |> ignore
-                    do! writeText s response
-                })
+        let server, seen = recordingServer 7 response // the body is "payload"
+        use server = server
 
         let! code, out, err =
             httputilRaw
@@ -297,7 +279,7 @@ let ``dump writes the request exactly as the server read it, then the response e
                 ]
 
         Assert.That(code, Is.EqualTo 0, err)
-        let! request = seen.Task |> within 10.0
+        let! request = seen |> within 10.0
         Assert.That(out, Does.StartWith request, "the request as dumped is the request as received")
 
         Assert.That(
@@ -313,17 +295,10 @@ let ``dump writes the request exactly as the server read it, then the response e
 [<Test>]
 let ``trace --via sends the request to the forward proxy in absolute form, with -H fields and a -d body`` () =
     task {
-        let seen = TaskCompletionSource<string>()
+        let forwardProxy, seen =
+            recordingServer 4 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" // the body is "a=b&"
 
-        use forwardProxy =
-            new ScriptedServer(fun _ s ->
-                task {
-                    let! head = readHead s
-                    let body = Array.zeroCreate<byte> 4 // "a=b&"
-                    do! s.ReadExactlyAsync(body, 0, body.Length)
-                    seen.TrySetResult(head + text body) |> ignore
-                    do! writeText s "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-                })
+        use forwardProxy = forwardProxy
 
         let! code, out, err =
             httputil
@@ -340,7 +315,7 @@ let ``trace --via sends the request to the forward proxy in absolute form, with 
                 ]
 
         Assert.That(code, Is.EqualTo 0, err)
-        let! request = seen.Task |> within 10.0
+        let! request = seen |> within 10.0
         Assert.That(request, Does.StartWith "POST http://origin.example/path?q=1 HTTP/1.1\r\nHost: origin.example\r\n")
         Assert.That(request, Does.Contain "X-Asked: yes\r\n")
         Assert.That(request, Does.Contain "Content-Type: application/x-www-form-urlencoded\r\n")

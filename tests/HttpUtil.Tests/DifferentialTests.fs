@@ -101,6 +101,29 @@ let expected: Map<string * string, string> =
             "RFC 9110 section 15.6.6: 505 for a major version the server does not speak over this framing"
         ]
 
+/// Fails unless the disagreements `found` are exactly the `known` ones: a new one must be justified and listed, and a
+/// listed one that went away must leave the list.
+let private assertOnlyKnown (known: Map<string * string, string>) (found: seq<(string * string) * string>) =
+    let unexpected =
+        found |> Seq.filter (fun (k, _) -> not (known.ContainsKey k)) |> List.ofSeq
+
+    let gone =
+        known
+        |> Map.toList
+        |> List.filter (fun (k, _) -> not (found |> Seq.exists (fun (f, _) -> f = k)))
+
+    Assert.That(
+        unexpected,
+        Is.Empty,
+        sprintf "disagreements not in the list:\n%s" (String.Join("\n", unexpected |> List.map string))
+    )
+
+    Assert.That(
+        gone,
+        Is.Empty,
+        "listed disagreements that no longer happen: remove them from the list and docs/CONFORMANCE.md"
+    )
+
 // ---- the servers ----------------------------------------------------------------------------------------------
 
 let private json (m: string) (target: string) (fields: (string * string) seq) (body: string) =
@@ -378,26 +401,7 @@ let ``the same requests to ServerConn, Kestrel, Node and Go: every disagreement 
                 | None -> ()
 
         TestContext.Out.WriteLine(report.ToString())
-
-        let unexpected =
-            found |> Seq.filter (fun (k, _) -> not (expected.ContainsKey k)) |> List.ofSeq
-
-        let gone =
-            expected
-            |> Map.toList
-            |> List.filter (fun (k, _) -> not (found |> Seq.exists (fun (f, _) -> f = k)))
-
-        Assert.That(
-            unexpected,
-            Is.Empty,
-            sprintf "disagreements not in the list:\n%s" (String.Join("\n", unexpected |> List.map string))
-        )
-
-        Assert.That(
-            gone,
-            Is.Empty,
-            "listed disagreements that no longer happen: remove them from the list and docs/CONFORMANCE.md"
-        )
+        assertOnlyKnown expected found
     }
     |> sync
 
@@ -563,27 +567,6 @@ let ``the same responses to ClientConn, Node's client and Go's client: every dis
                 | None -> ()
 
         TestContext.Out.WriteLine(report.ToString())
-
-        let unexpected =
-            found
-            |> Seq.filter (fun (k, _) -> not (expectedResponses.ContainsKey k))
-            |> List.ofSeq
-
-        let gone =
-            expectedResponses
-            |> Map.toList
-            |> List.filter (fun (k, _) -> not (found |> Seq.exists (fun (f, _) -> f = k)))
-
-        Assert.That(
-            unexpected,
-            Is.Empty,
-            sprintf "disagreements not in the list:\n%s" (String.Join("\n", unexpected |> List.map string))
-        )
-
-        Assert.That(
-            gone,
-            Is.Empty,
-            "listed disagreements that no longer happen: remove them from the list and docs/CONFORMANCE.md"
-        )
+        assertOnlyKnown expectedResponses found
     }
     |> sync

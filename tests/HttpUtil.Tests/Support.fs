@@ -380,6 +380,43 @@ type Kestrel
     interface IAsyncDisposable with
         member _.DisposeAsync() = app.DisposeAsync()
 
+/// A Kestrel upstream that answers `text` at once, except a request for `heldPath`: that one sets `arrived`, waits for
+/// `release`, then answers `heldText`. Returns (server, arrived, release).
+let holdingKestrel (heldPath: string) (heldText: string) (text: string) =
+    let arrived = Signal()
+    let release = Signal()
+
+    let server =
+        Kestrel.Plain(fun ctx ->
+            task {
+                if ctx.Request.Path.Value = heldPath then
+                    arrived.Set()
+                    do! release.Task
+                    do! ctx.Response.WriteAsync heldText
+                else
+                    do! ctx.Response.WriteAsync text
+            })
+
+    server, arrived, release
+
+/// A scripted server that reads one request (its head and a body of `bodyLength` bytes), answers `response`
+/// verbatim, and completes the task it returns with the request's exact text.
+let recordingServer (bodyLength: int) (response: string) =
+    let seen =
+        TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously)
+
+    let server =
+        new ScriptedServer(fun _ s ->
+            task {
+                let! head = readHead s
+                let body = Array.zeroCreate<byte> bodyLength
+                do! s.ReadExactlyAsync(body, 0, body.Length)
+                seen.TrySetResult(head + text body) |> ignore
+                do! writeText s response
+            })
+
+    server, seen.Task
+
 /// Runs a process, returns (exit code, stdout, stderr).
 let run (file: string) (args: string list) =
     task {

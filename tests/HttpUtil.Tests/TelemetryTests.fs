@@ -337,19 +337,8 @@ let ``a request that waits for a connection at MaxConnsPerHost records http.clie
     =
     task {
         use meters = new Meters()
-        let release = Signal()
-        let arrived = Signal()
-
-        use k =
-            Kestrel.Plain(fun ctx ->
-                task {
-                    if ctx.Request.Path.Value = "/hold" then
-                        arrived.Set()
-                        do! release.Task
-
-                    do! ctx.Response.WriteAsync "done"
-                })
-
+        let k, arrived, release = holdingKestrel "/hold" "done" "done"
+        use k = k
         use transport = new Transport(MaxConnsPerHost = 1)
         use invoker = new HttpMessageInvoker(transport, false)
 
@@ -365,7 +354,7 @@ let ``a request that waits for a connection at MaxConnsPerHost records http.clie
             }
 
         let first = send "/hold"
-        do! arrived.Task.WaitAsync(TimeSpan.FromSeconds 30.0)
+        do! arrived.Wait()
         Assert.That(meters.Of("http.client.request.time_in_queue", k.Port), Is.Empty, "the first request did not wait")
         // The second request queues for the only connection before SendAsync returns its task.
         let second = send "/next"
