@@ -32,28 +32,38 @@ def load_average():
     return open("/proc/loadavg").read().split()[:3]
 
 
+def write_nginx_conf(d, workers, body):
+    """Writes d/nginx.conf for a benchmark (foreground, no access log, temp files under d/tmp, keep-alive requests
+    without a limit) with `body` inside its http block; returns its path."""
+    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""worker_processes {workers};
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp;
+    proxy_temp_path {d}/tmp;
+    fastcgi_temp_path {d}/tmp;
+    uwsgi_temp_path {d}/tmp;
+    scgi_temp_path {d}/tmp;
+    keepalive_requests 100000000;
+{body}
+}}
+""")
+    return conf
+
+
 def start_nginx(workdir, port):
     os.makedirs(os.path.join(workdir, "www"), exist_ok=True)
     os.chmod(workdir, 0o755)  # nginx's worker runs as its own user and must read the files
     for name, size in SIZES.items():
         with open(os.path.join(workdir, "www", name), "wb") as f:
             f.write(b"x" * size)
-    conf = os.path.join(workdir, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""worker_processes 1;
-daemon off;
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {workdir}/tmp;
-    proxy_temp_path {workdir}/tmp;
-    fastcgi_temp_path {workdir}/tmp;
-    uwsgi_temp_path {workdir}/tmp;
-    scgi_temp_path {workdir}/tmp;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
+    conf = write_nginx_conf(workdir, 1, f"""    keepalive_timeout 300s;
     sendfile on;
     tcp_nodelay on;
     server {{
@@ -61,9 +71,7 @@ http {{
         root {workdir}/www;
         default_type text/plain;
         location = /nginx_status {{ stub_status; }}
-    }}
-}}
-""")
+    }}""")
     proc = subprocess.Popen(["nginx", "-c", conf, "-p", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_listening(port, proc, "nginx")
     return proc

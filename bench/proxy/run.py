@@ -92,29 +92,11 @@ backend up
         cmd = ["haproxy", "-db", "-f", conf]
     else:
         d = os.path.join(workdir, "nginx-proxy")
-        os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
-        conf = os.path.join(d, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(f"""worker_processes 2;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/tmp;
-    proxy_temp_path {d}/tmp;
-    fastcgi_temp_path {d}/tmp;
-    uwsgi_temp_path {d}/tmp;
-    scgi_temp_path {d}/tmp;
-    keepalive_requests 100000000;
-    upstream up {{ server 127.0.0.1:{upstream_port}; keepalive 128; keepalive_requests 100000000; }}
+        conf = load.write_nginx_conf(d, 2, f"""    upstream up {{ server 127.0.0.1:{upstream_port}; keepalive 128; keepalive_requests 100000000; }}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-    }}
-}}
-""")
+    }}""")
         cmd = ["nginx", "-c", conf, "-p", d]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     load.wait_listening(port, proc, kind)
