@@ -363,9 +363,7 @@ let private difference (ours: Outcome) (theirs: Outcome) =
 let ``the same requests to ServerConn, Kestrel, Node and Go: every disagreement is a known and justified one`` () =
     task {
         for tool, package in [ "node", "nodejs"; "go", "golang-go" ] do
-            let code, _, _ =
-                runFor 30.0 [] None "sh" [ "-c"; sprintf "command -v %s" tool ]
-                |> fun t -> t.GetAwaiter().GetResult()
+            let! code, _, _ = runFor 30.0 [] None "sh" [ "-c"; sprintf "command -v %s" tool ]
 
             Assert.That(
                 code,
