@@ -76,6 +76,10 @@ type ErrorKind =
     /// A request body stopped arriving: no byte of it within the server's body idle timeout while the application
     /// was reading it (answer 408 Request Timeout, then close).
     | BodyTimeout = 41
+    /// A request body arrived slower than the server's minimum data rate (bytes per second of the time the application
+    /// spent waiting on reads, after a grace period): a client that trickles a body just fast enough to beat the idle
+    /// timeout (answer 408 Request Timeout, then close).
+    | BodyTooSlow = 42
     /// A request body longer than `Limits.MaxRequestBodyBytes`: announced by Content-Length, or found while a
     /// chunked or other body arrives (answer 413 Content Too Large).
     | BodyTooLarge = 8
@@ -110,7 +114,8 @@ type HttpError =
         | ErrorKind.ChunkSizeTooLarge -> 413
         | ErrorKind.UnsupportedTransferCoding -> 501
         | ErrorKind.HeadTimeout
-        | ErrorKind.BodyTimeout -> 408
+        | ErrorKind.BodyTimeout
+        | ErrorKind.BodyTooSlow -> 408
         | ErrorKind.UnsupportedVersion -> 505
         | _ -> 400
 

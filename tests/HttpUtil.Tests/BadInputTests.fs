@@ -419,6 +419,99 @@ let ``ServerConn: a request body that stops arriving fails the read after BodyId
     |> sync
 
 [<Test>]
+let ``ServerConn: a request body trickled a byte at a time, each well inside the idle timeout, fails MinRequestBodyDataRate with a 408 hint``
+    ()
+    =
+    task {
+        let! client, server = socketPair ()
+        use _client = client
+        use _server = server
+        let stream = client.GetStream()
+        do! writeText stream "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+        use stop = new CancellationTokenSource()
+        // The trickler: one byte, then a pause far shorter than the idle timeout, until the server gives up.
+        let trickle =
+            task {
+                try
+                    while not stop.IsCancellationRequested do
+                        do! stream.WriteAsync(ReadOnlyMemory [| byte 'x' |], stop.Token)
+                        do! Task.Delay(20, stop.Token)
+                with _ ->
+                    ()
+            }
+
+        use conn =
+            new ServerConn(
+                server.GetStream(),
+                BodyIdleTimeout = Nullable(TimeSpan.FromSeconds 20.0),
+                MinRequestBodyDataRate = MinDataRate(2000.0, TimeSpan.FromMilliseconds 300.0)
+            )
+
+        let! request = conn.ReadAsync()
+        use! body = request.Content.ReadAsStreamAsync()
+        let buffer = Array.zeroCreate<byte> 64
+
+        let ex =
+            Assert.ThrowsAsync<RequestTimeoutException>(fun () ->
+                task {
+                    let mutable n = 1
+
+                    while n > 0 do
+                        let! r = body.ReadAsync(buffer, 0, buffer.Length)
+                        n <- r
+                }
+                :> Task)
+
+        stop.Cancel()
+        do! trickle
+        Assert.That(ex.Error.Kind, Is.EqualTo ErrorKind.BodyTooSlow)
+        Assert.That(ex.Error.StatusHint, Is.EqualTo 408)
+        Assert.That(ex.Message, Does.Contain "MinRequestBodyDataRate")
+        Assert.ThrowsAsync<IOException>(fun () -> conn.ReadAsync() :> Task) |> ignore
+    }
+    |> sync
+
+[<Test>]
+let ``ServerConn: time the application spends between body reads does not count against MinRequestBodyDataRate`` () =
+    task {
+        let! client, server = socketPair ()
+        use _client = client
+        use _server = server
+        let body = String('b', 20000)
+
+        do!
+            writeText
+                (client.GetStream())
+                (sprintf "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" body.Length body)
+
+        // A rate no client could keep up if the handler's own pause were counted as waiting for the client.
+        use conn =
+            new ServerConn(
+                server.GetStream(),
+                MinRequestBodyDataRate = MinDataRate(1e9, TimeSpan.FromMilliseconds 500.0)
+            )
+
+        let! request = conn.ReadAsync()
+        use! stream = request.Content.ReadAsStreamAsync()
+        let buffer = Array.zeroCreate<byte> 1000
+        let! first = stream.ReadAsync(buffer, 0, buffer.Length)
+        do! Task.Delay 1000 // the handler is busy: this is what is under test, not a synchronisation
+        use rest = new MemoryStream()
+        do! stream.CopyToAsync rest
+        Assert.That(int64 first + rest.Length, Is.EqualTo(int64 body.Length))
+    }
+    |> sync
+
+[<Test>]
+let ``MinDataRate refuses a rate that is not positive and finite, and a negative grace period`` () =
+    for rate in [ 0.0; -1.0; nan; infinity ] do
+        Assert.Throws<ArgumentOutOfRangeException>(fun () -> MinDataRate(rate, TimeSpan.Zero) |> ignore)
+        |> ignore
+
+    Assert.Throws<ArgumentOutOfRangeException>(fun () -> MinDataRate(1.0, TimeSpan.FromSeconds -1.0) |> ignore)
+    |> ignore
+
+[<Test>]
 let ``ServerConn: heads that arrive in time are read, one after another, under a HeadTimeout`` () =
     task {
         let clientEnd, serverEnd = duplexPair ()
@@ -437,6 +530,110 @@ let ``ServerConn: heads that arrive in time are read, one after another, under a
     }
     |> sync
 
+/// Writes a response of `size` bytes to a client that reads `step` bytes, then waits `pauseMs`, over and over; the
+/// write's outcome (None when it and the close succeeded) and how many bytes the client read.
+let private sendToSlowReader (make: Stream -> ServerConn) (size: int) (step: int) (pauseMs: int) =
+    task {
+        let! client, server = socketPair ()
+        use _client = client
+        use _server = server
+        let stream = client.GetStream()
+        do! writeText stream "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
+        use stop = new CancellationTokenSource()
+
+        let reading =
+            task {
+                let buffer = Array.zeroCreate<byte> step
+                let mutable total = 0L
+
+                try
+                    let mutable go = true
+
+                    while go && not stop.IsCancellationRequested do
+                        let! n = stream.ReadAsync(buffer, 0, step, stop.Token)
+                        total <- total + int64 n
+                        go <- n > 0
+                        do! Task.Delay(pauseMs, stop.Token)
+                with _ ->
+                    ()
+
+                return total
+            }
+
+        use conn = make (server.GetStream())
+        let! request = conn.ReadAsync()
+
+        use response =
+            new HttpResponseMessage(Net.HttpStatusCode.OK, Content = new ByteArrayContent(Array.zeroCreate size))
+
+        let! outcome =
+            task {
+                try
+                    do! conn.WriteAsync(request, response)
+                    do! conn.CloseAsync()
+                    return None
+                with e ->
+                    return Some e
+            }
+
+        // On success the reader goes on to the end of the stream (the kernel may still hold megabytes); else it stops.
+        if outcome.IsSome then
+            stop.Cancel()
+
+        let! total = reading
+        return outcome, total
+    }
+
+let private messagesOf (e: exn) =
+    Seq.unfold (fun (e: exn) -> if isNull e then None else Some(e.Message, e.InnerException)) e
+    |> String.concat " | "
+
+[<Test>]
+let ``ServerConn: a client that takes a response slower than MinResponseDataRate loses the connection`` () =
+    task {
+        // 100 bytes every 20 ms is at most 5 KB/s, against a minimum of 100 KB/s.
+        let! outcome, _ =
+            sendToSlowReader
+                (fun stream ->
+                    new ServerConn(
+                        stream,
+                        SendTimeout = Nullable(),
+                        MinResponseDataRate = MinDataRate(100_000.0, TimeSpan.FromMilliseconds 200.0)
+                    ))
+                (32 * 1024 * 1024)
+                100
+                20
+
+        Assert.That(outcome.IsSome, Is.True, "the slow reader kept its connection")
+        Assert.That(messagesOf outcome.Value, Does.Contain "minimum response data rate")
+    }
+    |> sync
+
+[<Test>]
+let ``ServerConn: a client that reads slowly but above MinResponseDataRate gets a large response whole, though each send outlasts SendTimeout``
+    ()
+    =
+    task {
+        // 64 KiB every 10 ms, against a minimum of 200 KB/s; a send of 64 KiB may take 0.2 s + 0.33 s, far past 1 ms.
+        let size = 8 * 1024 * 1024
+
+        let! outcome, total =
+            sendToSlowReader
+                (fun stream ->
+                    new ServerConn(
+                        stream,
+                        SendTimeout = Nullable(TimeSpan.FromMilliseconds 1.0),
+                        MinResponseDataRate = MinDataRate(200_000.0, TimeSpan.FromMilliseconds 200.0)
+                    ))
+                size
+                (64 * 1024)
+                10
+
+        Assert.That(outcome, Is.Null, string outcome)
+        Assert.That(total, Is.GreaterThan(int64 size), "the whole response, head and body, was read")
+    }
+    |> sync
+
 [<Test>]
 let ``ServerConn: a client that never reads fails the write after SendTimeout instead of holding it forever`` () =
     task {
@@ -446,7 +643,11 @@ let ``ServerConn: a client that never reads fails the write after SendTimeout in
         do! writeText (client.GetStream()) "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
 
         use conn =
-            new ServerConn(server.GetStream(), SendTimeout = Nullable(TimeSpan.FromMilliseconds 500.0))
+            new ServerConn(
+                server.GetStream(),
+                SendTimeout = Nullable(TimeSpan.FromMilliseconds 500.0),
+                MinResponseDataRate = null
+            )
 
         let! request = conn.ReadAsync()
         // Far more than the socket buffers hold: the client reads none of it.

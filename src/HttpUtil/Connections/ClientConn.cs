@@ -81,7 +81,9 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     /// </summary>
     public TimeSpan? ExpectContinueTimeout { get; init; }
 
-    /// <summary>How long one send may wait for the peer to take bytes (default 30 s; null for no limit). A server that
+    /// <summary>How long one send may wait for the peer to take its bytes (default 30 s; null for no limit). A send carries
+    /// what was written since the last one went out (up to 256 KiB), so a server that reads a large upload slower than
+    /// about 9 KB/s fails it too; raise it for slow links. A server that
     /// stops reading cannot hold a write and its buffers forever: past it the connection is closed and the write (and
     /// every later one) fails with <see cref="IOException"/> naming this setting.</summary>
     public TimeSpan? SendTimeout

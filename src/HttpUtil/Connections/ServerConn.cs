@@ -34,7 +34,11 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
     /// null to create one.</param>
     public ServerConn(Stream stream, PipeReader? reader = null)
     {
-        shell = new ConnectionShell(false, stream, reader, nameof(ServerConn)) { BodyIdleTimeout = TimeSpan.FromSeconds(30) };
+        shell = new ConnectionShell(false, stream, reader, nameof(ServerConn)) {
+            BodyIdleTimeout = TimeSpan.FromSeconds(30),
+            MinRequestBodyDataRate = new MinDataRate(240, TimeSpan.FromSeconds(5)),
+            MinSendDataRate = new MinDataRate(240, TimeSpan.FromSeconds(5)),
+        };
     }
 
     /// <summary>The limits and leniences used to read requests. Default: <see cref="ParserSettings.Default"/>.</summary>
@@ -52,9 +56,11 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
         init => shell.MaxDrainBytes = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(value));
     }
 
-    /// <summary>How long one send may wait for the peer to take bytes (default 30 s; null for no limit). A client that
-    /// stops reading cannot hold a write and its buffers forever: past it the connection is closed and the write (and
-    /// every later one) fails with <see cref="IOException"/> naming this setting.</summary>
+    /// <summary>How long one send may wait for the client to take its bytes (default 30 s; null for no limit). A send
+    /// carries what was written since the last one went out (up to 256 KiB); a large one may take longer, as
+    /// <see cref="MinResponseDataRate"/> allows. A client that stops reading cannot hold a write and its buffers forever:
+    /// past it the connection is closed and the write (and every later one) fails with <see cref="IOException"/> naming
+    /// this setting.</summary>
     public TimeSpan? SendTimeout
     {
         get => shell.SendTimeout;
@@ -85,6 +91,28 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
     {
         get => shell.BodyIdleTimeout;
         init => shell.BodyIdleTimeout = value is null || value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
+    }
+
+    /// <summary>The slowest a request body may arrive, averaged over the time the application waits on reads of it, like
+    /// Kestrel's <c>MinRequestBodyDataRate</c>; default 240 bytes/s after a 5 s grace period, null for none. Past it a
+    /// read throws <see cref="RequestTimeoutException"/> (kind <see cref="ErrorKind.BodyTooSlow"/>, a 408 hint) and the
+    /// read side is broken: a client that trickles a body just fast enough to beat <see cref="BodyIdleTimeout"/> is cut
+    /// off too. Time the application spends between reads does not count against the client.</summary>
+    public MinDataRate? MinRequestBodyDataRate
+    {
+        get => shell.MinRequestBodyDataRate;
+        init => shell.MinRequestBodyDataRate = value;
+    }
+
+    /// <summary>The slowest the client may take responses, like Kestrel's <c>MinResponseDataRate</c>; default 240 bytes/s
+    /// with a 5 s grace period, null for none. A send of n bytes may take max(<see cref="SendTimeout"/>, grace period +
+    /// n / rate): a client on a slow but steady link gets a large response whole, and one that reads slower than the
+    /// rate (or takes a byte now and then to dodge <see cref="SendTimeout"/>) has its connection closed, the write
+    /// failing with <see cref="IOException"/>.</summary>
+    public MinDataRate? MinResponseDataRate
+    {
+        get => shell.MinSendDataRate;
+        init => shell.MinSendDataRate = value;
     }
 
     /// <summary>Requests read that have not been answered yet.</summary>

@@ -84,7 +84,8 @@ public sealed class MalformedMessageException : ProtocolException
 /// <summary>
 /// No complete request head arrived within <see cref="ServerConn.HeadTimeout"/> (counted from the start of
 /// <see cref="ServerConn.ReadAsync"/>, so keep-alive idle time counts), or a request body stopped arriving for
-/// <see cref="ServerConn.BodyIdleTimeout"/> while it was read: a slow or idle client. The read side is
+/// <see cref="ServerConn.BodyIdleTimeout"/> while it was read, or came slower than
+/// <see cref="ServerConn.MinRequestBodyDataRate"/>: a slow or idle client. The read side is
 /// broken, as after a cancelled read; close the connection. <see cref="Error"/> has the kind
 /// (<see cref="ErrorKind.HeadTimeout"/>) and the status a server would answer (408).
 /// </summary>
@@ -110,11 +111,26 @@ public sealed class RequestTimeoutException : ProtocolException
     public static RequestTimeoutException ForBody(TimeSpan timeout) =>
         new(timeout, ErrorKind.BodyTimeout, $"no byte of the request body for {timeout.TotalSeconds:0.###} s (BodyIdleTimeout)");
 
-    /// <summary>The timeout that passed.</summary>
+    /// <summary>The exception for a request body that came slower than <paramref name="rate"/>
+    /// (<see cref="ServerConn.MinRequestBodyDataRate"/>): <paramref name="bytes"/> in <paramref name="waited"/> of waiting.</summary>
+    /// <param name="rate">The minimum rate the body fell below.</param>
+    /// <param name="bytes">Body bytes received by then.</param>
+    /// <param name="waited">Time the application had spent waiting on reads of the body.</param>
+    /// <returns>The exception, with <see cref="ErrorKind.BodyTooSlow"/>; <see cref="Timeout"/> is <paramref name="waited"/>.</returns>
+    public static RequestTimeoutException ForBodyRate(MinDataRate rate, long bytes, TimeSpan waited)
+    {
+        ArgumentNullException.ThrowIfNull(rate);
+        var seconds = Math.Max(waited.TotalSeconds, 1e-3);
+        return new(waited, ErrorKind.BodyTooSlow,
+            $"the request body came at {bytes / seconds:0.#} B/s ({bytes} bytes in {seconds:0.###} s of waiting), below the minimum of " +
+            $"{rate.BytesPerSecond:0.#} B/s (MinRequestBodyDataRate)");
+    }
+
+    /// <summary>The timeout that passed (for <see cref="ErrorKind.BodyTooSlow"/>, the time spent waiting on the body).</summary>
     public TimeSpan Timeout { get; }
 
-    /// <summary>The error value: <see cref="ErrorKind.HeadTimeout"/> or <see cref="ErrorKind.BodyTimeout"/>, whose
-    /// <c>StatusHint</c> is 408.</summary>
+    /// <summary>The error value: <see cref="ErrorKind.HeadTimeout"/>, <see cref="ErrorKind.BodyTimeout"/> or
+    /// <see cref="ErrorKind.BodyTooSlow"/>, whose <c>StatusHint</c> is 408.</summary>
     public HttpError Error { get; }
 }
 

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.IO.Pipelines;
 using HttpUtil.Core;
 
@@ -30,7 +31,8 @@ internal sealed class BodyReadStream : Stream
     private bool disposed;
     private Exception? failure;
     private Action<object, bool>? ended;
-    private readonly WaitDeadline? idleTimeout;
+    private readonly BodyDeadlines? deadlines;
+    private long waitedTicks;
     private object? endedState;
 
     /// <summary>A body read from <paramref name="reader"/>; a failure breaks the reading side of <paramref name="connection"/>.
@@ -40,9 +42,9 @@ internal sealed class BodyReadStream : Stream
     /// state as an argument so that none is a closure made per message).</summary>
     public BodyReadStream(PipeReader reader, Framing.BodyLength framing, bool isRequest, ParserSettings settings,
         Action<object?, Headers>? onTrailers, object? trailersState, Func<CancellationToken, ValueTask>? beforeFirstRead, TurnGate connection,
-        Stream? transport, WaitDeadline? idleTimeout = null)
+        Stream? transport, BodyDeadlines? deadlines = null)
     {
-        this.idleTimeout = idleTimeout;
+        this.deadlines = deadlines;
         this.transport = transport;
         this.reader = reader;
         this.isRequest = isRequest;
@@ -186,8 +188,8 @@ internal sealed class BodyReadStream : Stream
             int n;
             try
             {
-                n = idleTimeout is { } idle
-                    ? await ReadWithinAsync(buffer, idle.Limit, idle.Pool, cancellationToken).ConfigureAwait(false)
+                n = deadlines is { } limits
+                    ? await ReadWithinAsync(buffer, limits, cancellationToken).ConfigureAwait(false)
                     : await ReadCoreAsync(buffer, cancellationToken).ConfigureAwait(false);
             }
             catch
@@ -204,22 +206,28 @@ internal sealed class BodyReadStream : Stream
         }
     }
 
-    /// <summary>One read that fails with <see cref="RequestTimeoutException"/> when no byte came for <paramref name="limit"/>
-    /// (a slow-body client); the deadline source is reused from read to read.</summary>
-    private async ValueTask<int> ReadWithinAsync(Memory<byte> buffer, TimeSpan limit, DeadlinePool pool, CancellationToken ct)
+    /// <summary>One read that fails with <see cref="RequestTimeoutException"/> when no byte came within the idle timeout, or
+    /// when waiting longer would take the body's average rate below the minimum (a slow-body client). Time spent waiting
+    /// here is what the rate is measured over; the deadline source is reused from read to read.</summary>
+    private async ValueTask<int> ReadWithinAsync(Memory<byte> buffer, BodyDeadlines limits, CancellationToken ct)
     {
-        var deadline = pool.Start(ct, limit);
+        var (limit, byRate) = limits.NextWait(read, Stopwatch.GetElapsedTime(0, waitedTicks));
+        var deadline = limits.Pool.Start(ct, limit);
+        var start = Stopwatch.GetTimestamp();
         try
         {
             return await ReadCoreAsync(buffer, deadline.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            throw RequestTimeoutException.ForBody(limit);
+            throw byRate
+                ? RequestTimeoutException.ForBodyRate(limits.Rate!, read, Stopwatch.GetElapsedTime(0, waitedTicks + Stopwatch.GetTimestamp() - start))
+                : RequestTimeoutException.ForBody(limit);
         }
         finally
         {
-            pool.Finish(deadline);
+            waitedTicks += Stopwatch.GetTimestamp() - start;
+            limits.Pool.Finish(deadline);
         }
     }
 

@@ -54,11 +54,35 @@ internal sealed class ConnectionShell
     /// deadline sources are reused from read to read.</summary>
     public TimeSpan? BodyIdleTimeout
     {
-        get => bodyIdle?.Limit;
-        set => bodyIdle = value is { } v ? new WaitDeadline(v) : null;
+        get => bodyIdle;
+        set
+        {
+            bodyIdle = value;
+            bodyDeadlines = value is null && bodyRate is null ? null : new BodyDeadlines(value, bodyRate);
+        }
     }
 
-    private WaitDeadline? bodyIdle;
+    /// <summary>The slowest a request body may arrive (server only; null for no minimum).</summary>
+    public MinDataRate? MinRequestBodyDataRate
+    {
+        get => bodyRate;
+        set
+        {
+            bodyRate = value;
+            bodyDeadlines = value is null && bodyIdle is null ? null : new BodyDeadlines(bodyIdle, value);
+        }
+    }
+
+    private TimeSpan? bodyIdle;
+    private MinDataRate? bodyRate;
+    private BodyDeadlines? bodyDeadlines;
+
+    /// <summary>The slowest the peer may take what is sent (see <see cref="SendLoop.MinRate"/>).</summary>
+    public MinDataRate? MinSendDataRate
+    {
+        get => send.MinRate;
+        set => send.MinRate = value;
+    }
 
     /// <summary>How long one send may wait for the peer to take bytes (see <see cref="SendLoop.StallTimeout"/>).</summary>
     public TimeSpan? SendTimeout
@@ -102,7 +126,7 @@ internal sealed class ConnectionShell
         Func<CancellationToken, ValueTask>? beforeFirstRead)
     {
         var body = new BodyReadStream(Reader, framing, isRequest, Settings, onTrailers, trailersState, beforeFirstRead, Gate,
-            ownsReader ? Stream : null, bodyIdle);
+            ownsReader ? Stream : null, bodyDeadlines);
         lastBody = body;
         return body;
     }

@@ -40,10 +40,26 @@ internal readonly record struct Deadline(CancellationTokenSource Source, Cancell
     public CancellationToken Token => Source.Token;
 }
 
-/// <summary>A deadline per wait that a connection sets once for all its messages (the body idle timeout): the limit and
-/// the pool its sources come from. One reference per body stream instead of the pair.</summary>
-internal sealed class WaitDeadline(TimeSpan limit)
+/// <summary>The deadlines a connection sets once for every request body it reads: the idle timeout (longest wait for a
+/// next byte) and the minimum data rate, with the pool their sources come from. One reference per body stream.</summary>
+internal sealed class BodyDeadlines(TimeSpan? idle, MinDataRate? rate)
 {
-    public TimeSpan Limit { get; } = limit;
+    /// <summary>The longest a body read may wait (the <see cref="CancellationTokenSource.CancelAfter(TimeSpan)"/> bound).</summary>
+    private static readonly TimeSpan Longest = TimeSpan.FromMilliseconds(int.MaxValue - 1);
+
+    public TimeSpan? Idle { get; } = idle;
+    public MinDataRate? Rate { get; } = rate;
     public DeadlinePool Pool { get; } = new(1);
+
+    /// <summary>How long the next read of a body may wait, <paramref name="bytes"/> of it having come in
+    /// <paramref name="waited"/> of waiting, and whether the rate (rather than the idle timeout) sets that limit.</summary>
+    public (TimeSpan Limit, bool ByRate) NextWait(long bytes, TimeSpan waited)
+    {
+        var limit = Idle ?? Timeout.InfiniteTimeSpan;
+        if (Rate is not { } rate) return (limit, false);
+        var allowance = rate.Allowance(bytes, waited);
+        if (allowance > Longest) return (limit, false);
+        if (allowance < TimeSpan.FromMilliseconds(1)) allowance = TimeSpan.FromMilliseconds(1);
+        return Idle is null || allowance < limit ? (allowance, true) : (limit, false);
+    }
 }

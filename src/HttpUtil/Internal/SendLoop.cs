@@ -41,10 +41,20 @@ internal sealed class SendLoop
         loop = RunAsync();
     }
 
-    /// <summary>How long one send may take without the peer taking the bytes (null: no limit). Past it the send
+    /// <summary>How long one send may take for the peer to take its bytes (null: no limit). Past it the send
     /// fails, which breaks the writing side, and the stream is disposed: a peer that stops reading cannot hold a
     /// writer (and its buffers) forever.</summary>
     public TimeSpan? StallTimeout { get; set; }
+
+    /// <summary>The slowest the peer may take bytes (null: no minimum). A send of n bytes may then take
+    /// max(<see cref="StallTimeout"/>, grace period + n / rate): a peer that reads slowly but steadily keeps its
+    /// connection however large the send, and one that reads slower than the rate loses it.</summary>
+    public MinDataRate? MinRate { get; set; }
+
+    /// <summary>The most bytes one send carries while a <see cref="MinRate"/> is set (else no bound): with the rate it
+    /// bounds how long a peer that takes nothing can hold a send (grace period + 64 KiB / rate; 278 s at Kestrel's
+    /// 240 B/s, as Kestrel's 64 KiB response buffer does).</summary>
+    private int SendLimitBytes => MinRate is null ? int.MaxValue : 64 * 1024;
 
     /// <summary>Where writers put bytes to send.</summary>
     public PipeWriter Writer => output.Writer;
@@ -63,22 +73,28 @@ internal sealed class SendLoop
                 var buffer = rr.Buffer;
                 if (socket is not null && !buffer.IsSingleSegment && TryGather(buffer, gather))
                 {
-                    var left = buffer.Length;
-                    while (left > 0)
+                    var left = buffer;
+                    while (left.Length > 0)
                     {
+                        if (left.Length > SendLimitBytes) TryGather(left.Slice(0, SendLimitBytes), gather);
+                        var size = Math.Min(left.Length, SendLimitBytes);
                         var sending = socket.SendAsync(gather, SocketFlags.None);
-                        var sent = sending.IsCompleted ? await sending.ConfigureAwait(false) : await WithinAsync(sending).ConfigureAwait(false);
-                        left -= sent;
-                        if (left > 0) TryGather(buffer.Slice(buffer.Length - left), gather);
+                        var sent = sending.IsCompleted ? await sending.ConfigureAwait(false) : await WithinAsync(sending, size).ConfigureAwait(false);
+                        left = left.Slice(sent);
+                        if (left.Length > 0 && left.Length <= SendLimitBytes) TryGather(left, gather);
                     }
                 }
                 else
                 {
                     foreach (var segment in buffer)
                     {
-                        var writing = stream.WriteAsync(segment);
-                        if (writing.IsCompleted) await writing.ConfigureAwait(false);
-                        else await WithinAsync(writing.AsTask()).ConfigureAwait(false);
+                        for (var piece = segment; !piece.IsEmpty; piece = piece[Math.Min(piece.Length, SendLimitBytes)..])
+                        {
+                            var part = piece[..Math.Min(piece.Length, SendLimitBytes)];
+                            var writing = stream.WriteAsync(part);
+                            if (writing.IsCompleted) await writing.ConfigureAwait(false);
+                            else await WithinAsync(writing.AsTask(), part.Length).ConfigureAwait(false);
+                        }
                     }
                     // A socket sends what it is given; other streams (TLS, compression, user streams) may buffer.
                     if (!buffer.IsEmpty && socket is null) await stream.FlushAsync().ConfigureAwait(false);
@@ -96,13 +112,18 @@ internal sealed class SendLoop
         }
     }
 
-    /// <summary>Waits for a send that did not complete at once, at most <see cref="StallTimeout"/>; past it the
-    /// stream is disposed (which ends the send) and the failure names the setting.</summary>
-    private async Task<int> WithinAsync(Task<int> sending) { await WithinAsync((Task)sending).ConfigureAwait(false); return sending.Result; }
-
-    private async Task WithinAsync(Task sending)
+    /// <summary>Waits for a send of <paramref name="bytes"/> that did not complete at once, at most its limit (see
+    /// <see cref="MinRate"/>); past it the stream is disposed (which ends the send) and the failure names the setting.</summary>
+    private async Task<int> WithinAsync(Task<int> sending, long bytes)
     {
-        if (StallTimeout is not { } limit)
+        await WithinAsync((Task)sending, bytes).ConfigureAwait(false);
+        return sending.Result;
+    }
+
+    private async Task WithinAsync(Task sending, long bytes)
+    {
+        var (limit, byRate) = SendLimit(bytes);
+        if (limit == Timeout.InfiniteTimeSpan)
         {
             await sending.ConfigureAwait(false);
             return;
@@ -114,8 +135,23 @@ internal sealed class SendLoop
         catch (TimeoutException)
         {
             await stream.DisposeAsync().ConfigureAwait(false);
-            throw new IOException($"the peer took no bytes for {limit.TotalSeconds:0.###} s (SendTimeout); the connection was closed");
+            throw new IOException(byRate
+                ? $"the peer took fewer than {bytes} bytes in {limit.TotalSeconds:0.###} s, slower than {MinRate!.BytesPerSecond:0.#} B/s " +
+                  "(the minimum response data rate); the connection was closed"
+                : $"the peer did not take {bytes} bytes within {limit.TotalSeconds:0.###} s (SendTimeout); the connection was closed");
         }
+    }
+
+    /// <summary>How long a send of <paramref name="bytes"/> may take, and whether the rate (rather than the stall timeout)
+    /// sets it; <see cref="Timeout.InfiniteTimeSpan"/> for no limit.</summary>
+    private (TimeSpan Limit, bool ByRate) SendLimit(long bytes)
+    {
+        var stall = StallTimeout ?? Timeout.InfiniteTimeSpan;
+        if (MinRate is not { } rate) return (stall, false);
+        var seconds = rate.GracePeriod.TotalSeconds + bytes / rate.BytesPerSecond;
+        if (seconds * 1000 >= int.MaxValue - 1) return (stall, false);
+        var byRate = TimeSpan.FromSeconds(seconds);
+        return StallTimeout is null || byRate > stall ? (byRate, true) : (stall, false);
     }
 
     private static bool TryGather(ReadOnlySequence<byte> buffer, List<ArraySegment<byte>> into)
