@@ -1,5 +1,5 @@
-/// Fault injection: a TCP relay between real peers on 127.0.0.1 that splits every byte, cuts, resets or stalls a
-/// connection at a chosen point. Each fault gives the documented error, pooled connections are released, and nothing
+/// Fault injection: a TCP relay between real peers on 127.0.0.1 that splits every byte, cuts, resets, stalls, pauses
+/// or half-closes a connection at a chosen point. Each fault gives the documented error, pooled connections are released, and nothing
 /// waits past its deadline.
 module HttpUtil.Tests.RelayTests
 
@@ -14,6 +14,7 @@ open System.Threading.Tasks
 open NUnit.Framework
 open Microsoft.AspNetCore.Http
 open HttpUtil
+open HttpUtil.Core
 open HttpUtil.Tests.Support
 open HttpUtil.Tests.ProxyTests
 
@@ -29,6 +30,13 @@ type Fault =
     | ResetResponseAfter of int
     /// Passes the request but never a byte of the answer.
     | StallResponse
+    /// Passes this many bytes of the server's answer, pauses this long, then passes the rest.
+    | PauseResponseAfter of int * TimeSpan
+    /// Passes this many bytes of the client's request, pauses this long, then passes the rest.
+    | PauseRequestAfter of int * TimeSpan
+    /// Passes this many bytes of the client's request, then half-closes the server's side (FIN on the way in only):
+    /// the answer still flows back.
+    | HalfCloseRequestAfter of int
 
 /// A relay on a loopback port to `target`; connection i (from 0) gets `faultOf i`.
 type FaultRelay(target: int, faultOf: int -> Fault) =
@@ -36,6 +44,7 @@ type FaultRelay(target: int, faultOf: int -> Fault) =
     do listener.Start()
     let sockets = ConcurrentBag<Socket>()
     let mutable count = 0
+    let stop = new CancellationTokenSource()
 
     let pump (from: Socket) (into: Socket) (fault: Fault) (isAnswer: bool) =
         task {
@@ -70,9 +79,29 @@ type FaultRelay(target: int, faultOf: int -> Fault) =
                             from.Close()
                             go <- false
                     | StallResponse when isAnswer -> () // swallowed: the client never sees the answer
+                    | PauseResponseAfter(limit, pause) when isAnswer && passed + n > limit && passed <= limit ->
+                        let before = limit - passed
+                        let! _ = into.SendAsync(ReadOnlyMemory(buffer, 0, before), SocketFlags.None)
+                        do! Task.Delay(pause, stop.Token)
+                        let! _ = into.SendAsync(ReadOnlyMemory(buffer, before, n - before), SocketFlags.None)
+                        passed <- passed + n
+                    | PauseRequestAfter(limit, pause) when not isAnswer && passed + n > limit && passed <= limit ->
+                        let before = limit - passed
+                        let! _ = into.SendAsync(ReadOnlyMemory(buffer, 0, before), SocketFlags.None)
+                        do! Task.Delay(pause, stop.Token)
+                        let! _ = into.SendAsync(ReadOnlyMemory(buffer, before, n - before), SocketFlags.None)
+                        passed <- passed + n
+                    | HalfCloseRequestAfter limit when not isAnswer ->
+                        let take = min n (limit - passed)
+                        let! _ = into.SendAsync(ReadOnlyMemory(buffer, 0, take), SocketFlags.None)
+                        passed <- passed + take
+
+                        if passed >= limit then
+                            into.Shutdown SocketShutdown.Send // the rest of the request is dropped
+                            go <- false
                     | _ ->
                         let! _ = into.SendAsync(ReadOnlyMemory(buffer, 0, n), SocketFlags.None)
-                        ()
+                        passed <- passed + n
         }
 
     do
@@ -117,6 +146,7 @@ type FaultRelay(target: int, faultOf: int -> Fault) =
 
     interface IDisposable with
         member _.Dispose() =
+            stop.Cancel()
             listener.Stop()
 
             for s in sockets do
@@ -308,5 +338,282 @@ let ``ReverseProxy: an upstream answer cut mid-body aborts the client's connecti
         Assert.That(error.IsSome, Is.True, "a cut-short body is never passed off as a whole one")
         let! again = client.GetStringAsync(frontend.Uri "/")
         Assert.That(again, Is.EqualTo page)
+    }
+    |> sync
+
+/// The messages of `e` and its inner exceptions, outermost first.
+let private messagesOf (e: exn) =
+    Seq.unfold (fun (e: exn) -> if isNull e then None else Some(e.Message, e.InnerException)) e
+    |> String.concat " | "
+
+[<Test>]
+let ``a pause in the upstream's body shorter than ResponseBodyIdleTimeout is waited out, and the connection is reused``
+    ()
+    =
+    task {
+        use k = upstream ()
+
+        use relay =
+            new FaultRelay(
+                k.Port,
+                (fun i ->
+                    if i = 0 then
+                        PauseResponseAfter(5000, TimeSpan.FromMilliseconds 200.0)
+                    else
+                        Clean)
+            )
+
+        use transport =
+            new Transport(ResponseBodyIdleTimeout = Nullable(TimeSpan.FromSeconds 20.0))
+
+        use client = new HttpClient(transport)
+        let! first = client.GetStringAsync(relay.Uri "/")
+        let! second = client.GetStringAsync(relay.Uri "/")
+        Assert.That(first, Is.EqualTo page)
+        Assert.That(second, Is.EqualTo page)
+        Assert.That(relay.Connections, Is.EqualTo 1)
+    }
+    |> sync
+
+[<Test>]
+let ``a pause in the upstream's body longer than ResponseBodyIdleTimeout fails the read with a TimeoutException inside, and nothing is pooled``
+    ()
+    =
+    task {
+        use k = upstream ()
+
+        use relay =
+            new FaultRelay(
+                k.Port,
+                (fun i ->
+                    if i = 0 then
+                        PauseResponseAfter(5000, TimeSpan.FromMinutes 5.0)
+                    else
+                        Clean)
+            )
+
+        use transport =
+            new Transport(ResponseBodyIdleTimeout = Nullable(TimeSpan.FromMilliseconds 300.0))
+
+        use invoker = new HttpMessageInvoker(transport)
+
+        let! error =
+            fails (fun () ->
+                task {
+                    use! response =
+                        invoker.SendAsync(
+                            new HttpRequestMessage(HttpMethod.Get, relay.Uri "/"),
+                            CancellationToken.None
+                        )
+
+                    use! body = response.Content.ReadAsStreamAsync()
+                    use sink = new MemoryStream()
+                    do! body.CopyToAsync sink
+                    return sink.Length
+                })
+
+        Assert.That(error.Value, Is.InstanceOf<IOException>(), string error)
+        Assert.That(error.Value.InnerException, Is.InstanceOf<TimeoutException>())
+        Assert.That(error.Value.Message, Does.Contain "BodyIdleTimeout")
+        Assert.That(transport.IdleConnectionCount, Is.EqualTo 0)
+        use client = new HttpClient(transport)
+        let! again = client.GetStringAsync(relay.Uri "/")
+        Assert.That(again, Is.EqualTo page)
+        Assert.That(relay.Connections, Is.EqualTo 2)
+    }
+    |> sync
+
+[<Test>]
+let ``ReverseProxy: an upstream body that stops part way is given up after the transport's ResponseBodyIdleTimeout, and the proxy serves the next request``
+    ()
+    =
+    task {
+        use k = upstream ()
+
+        use relay =
+            new FaultRelay(
+                k.Port,
+                (fun i ->
+                    if i = 0 then
+                        PauseResponseAfter(5000, TimeSpan.FromMinutes 5.0)
+                    else
+                        Clean)
+            )
+
+        use transport =
+            new Transport(ResponseBodyIdleTimeout = Nullable(TimeSpan.FromMilliseconds 300.0))
+
+        let proxy = ReverseProxy.NewSingleHost(relay.Uri "/")
+        proxy.Transport <- transport
+        let log = ListLogger()
+        proxy.ErrorLog <- log
+        use frontend = front proxy
+        use client = new HttpClient()
+        let! error = fails (fun () -> client.GetStringAsync(frontend.Uri "/")) |> within 60.0
+        Assert.That(error.IsSome, Is.True, "a body the upstream stopped sending is never passed off as whole")
+        let! again = client.GetStringAsync(frontend.Uri "/")
+        Assert.That(again, Is.EqualTo page)
+    }
+    |> sync
+
+/// A ServerConn (with BodyIdleTimeout `idle`) behind a relay with `fault` that runs `handle` on the one connection; the
+/// raw answer a client that sent `request` through the relay read until the server closed.
+let private throughRelayToServerConn
+    (idle: TimeSpan)
+    (fault: Fault)
+    (request: string)
+    (handle: ServerConn -> Task<unit>)
+    =
+    task {
+        use server =
+            new ScriptedServer(fun _ s ->
+                task {
+                    use conn = new ServerConn(s, BodyIdleTimeout = Nullable idle)
+
+                    do! handle conn
+                    do! conn.CloseAsync()
+                })
+
+        use relay = new FaultRelay(server.Port, (fun _ -> fault))
+        use tcp = new TcpClient()
+        do! tcp.ConnectAsync(IPAddress.Loopback, relay.Port)
+        let stream = tcp.GetStream()
+        do! writeText stream request
+        let! answer = readToEnd stream
+        Assert.That(server.Errors, Is.Empty)
+        return Text.Encoding.Latin1.GetString(answer: byte[])
+    }
+
+let private post =
+    "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + String('u', 100)
+
+let private headLength = post.Length - 100
+
+/// Reads a request and its body; answers 200 with the body's length, or the error's status hint; records what happened.
+let private answerBody (seen: TaskCompletionSource<Result<int, exn>>) (conn: ServerConn) =
+    task {
+        let! request = conn.ReadAsync()
+
+        try
+            let! body = request.Content.ReadAsByteArrayAsync()
+            seen.SetResult(Ok body.Length)
+
+            use response =
+                new HttpResponseMessage(HttpStatusCode.OK, Content = new StringContent(string body.Length))
+
+            do! conn.WriteAsync(request, response)
+        with e ->
+            let inner = if isNull e.InnerException then e else e.InnerException
+            seen.SetResult(Error inner)
+
+            let status =
+                match inner with
+                | :? RequestTimeoutException as t -> t.Error.StatusHint
+                | :? MalformedMessageException as m -> m.Error.StatusHint
+                | _ -> 500
+
+            use response = new HttpResponseMessage(enum<HttpStatusCode> status)
+            response.Headers.ConnectionClose <- true
+            do! conn.WriteAsync(request, response)
+    }
+
+[<Test>]
+let ``ServerConn: a request body paused past BodyIdleTimeout fails with BodyTimeout, and the client still gets the 408``
+    ()
+    =
+    task {
+        let seen = TaskCompletionSource<Result<int, exn>>()
+
+        let! answer =
+            throughRelayToServerConn
+                (TimeSpan.FromMilliseconds 300.0)
+                (PauseRequestAfter(headLength + 10, TimeSpan.FromMinutes 5.0))
+                post
+                (answerBody seen)
+
+        let! outcome = seen.Task
+
+        match outcome with
+        | Error(:? RequestTimeoutException as t) -> Assert.That(t.Error.Kind, Is.EqualTo ErrorKind.BodyTimeout)
+        | other -> Assert.Fail(sprintf "expected a body timeout, got %A" other)
+
+        Assert.That(answer, Does.StartWith "HTTP/1.1 408 ")
+    }
+    |> sync
+
+[<Test>]
+let ``ServerConn: a request body paused for less than BodyIdleTimeout is read whole`` () =
+    task {
+        let seen = TaskCompletionSource<Result<int, exn>>()
+
+        let! answer =
+            throughRelayToServerConn
+                (TimeSpan.FromSeconds 20.0)
+                (PauseRequestAfter(headLength + 10, TimeSpan.FromMilliseconds 200.0))
+                post
+                (answerBody seen)
+
+        let! outcome = seen.Task
+
+        match outcome with
+        | Ok length -> Assert.That(length, Is.EqualTo 100)
+        | Error e -> Assert.Fail(sprintf "the body failed: %O" e)
+
+        Assert.That(answer, Does.StartWith "HTTP/1.1 200 ")
+        Assert.That(answer, Does.EndWith "100")
+    }
+    |> sync
+
+[<Test>]
+let ``ServerConn: a client that half-closes after its request still gets the answer, and the next read is a clean end``
+    ()
+    =
+    task {
+        let next = TaskCompletionSource<exn>()
+        let get = "GET /half HTTP/1.1\r\nHost: x\r\n\r\n"
+
+        let! answer =
+            throughRelayToServerConn (TimeSpan.FromSeconds 20.0) (HalfCloseRequestAfter get.Length) get (fun conn ->
+                task {
+                    let! request = conn.ReadAsync()
+
+                    use response =
+                        new HttpResponseMessage(HttpStatusCode.OK, Content = new StringContent("still here"))
+
+                    do! conn.WriteAsync(request, response)
+
+                    try
+                        let! _ = conn.ReadAsync()
+                        next.SetResult null
+                    with e ->
+                        next.SetResult e
+                })
+
+        let! after = next.Task
+        Assert.That(after, Is.InstanceOf<EndOfStreamException>())
+        Assert.That(answer, Does.StartWith "HTTP/1.1 200 ")
+        Assert.That(answer, Does.EndWith "still here")
+    }
+    |> sync
+
+[<Test>]
+let ``ServerConn: a client that half-closes part way through its body gets a 400 for the cut body`` () =
+    task {
+        let seen = TaskCompletionSource<Result<int, exn>>()
+
+        let! answer =
+            throughRelayToServerConn
+                (TimeSpan.FromSeconds 20.0)
+                (HalfCloseRequestAfter(headLength + 10))
+                post
+                (answerBody seen)
+
+        let! outcome = seen.Task
+
+        match outcome with
+        | Error(:? MalformedMessageException as m) -> Assert.That(m.Kind, Is.EqualTo ErrorKind.UnexpectedEnd)
+        | other -> Assert.Fail(sprintf "expected a cut body, got %A" other)
+
+        Assert.That(answer, Does.StartWith "HTTP/1.1 400 ")
     }
     |> sync

@@ -81,6 +81,16 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     /// </summary>
     public TimeSpan? ExpectContinueTimeout { get; init; }
 
+    /// <summary>How long a read of a response body may wait for its next byte; null (the default, as in Go) for no limit
+    /// beyond the caller's token. Past it the read throws <see cref="IOException"/> around a <see cref="TimeoutException"/>
+    /// naming this setting, and the read side is broken: an upstream that stops part way through a body cannot hold
+    /// the reader forever. Only time spent waiting on a read counts.</summary>
+    public TimeSpan? BodyIdleTimeout
+    {
+        get => shell.BodyIdleTimeout;
+        init => shell.BodyIdleTimeout = value is null || value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
+    }
+
     /// <summary>How long one send may wait for the peer to take its bytes (default 30 s; null for no limit). A send carries
     /// what was written since the last one went out (up to 256 KiB), so a server that reads a large upload slower than
     /// about 9 KB/s fails it too; raise it for slow links. A server that

@@ -206,7 +206,8 @@ internal sealed class BodyReadStream : Stream
         }
     }
 
-    /// <summary>One read that fails with <see cref="RequestTimeoutException"/> when no byte came within the idle timeout, or
+    /// <summary>One read that fails with <see cref="RequestTimeoutException"/> (for a response, an <see cref="IOException"/>
+    /// around a <see cref="TimeoutException"/>) when no byte came within the idle timeout, or
     /// when waiting longer would take the body's average rate below the minimum (a slow-body client). Time spent waiting
     /// here is what the rate is measured over; the deadline source is reused from read to read.</summary>
     private async ValueTask<int> ReadWithinAsync(Memory<byte> buffer, BodyDeadlines limits, CancellationToken ct)
@@ -220,6 +221,9 @@ internal sealed class BodyReadStream : Stream
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
+            if (!isRequest)
+                throw new IOException($"no byte of the response body for {limit.TotalSeconds:0.###} s (BodyIdleTimeout); the connection was closed",
+                    new TimeoutException("the response body stopped arriving"));
             throw byRate
                 ? RequestTimeoutException.ForBodyRate(limits.Rate!, read, Stopwatch.GetElapsedTime(0, waitedTicks + Stopwatch.GetTimestamp() - start))
                 : RequestTimeoutException.ForBody(limit);

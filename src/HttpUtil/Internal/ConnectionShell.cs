@@ -50,8 +50,8 @@ internal sealed class ConnectionShell
 
     public TimeSpan FlushTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>How long a read of a request body may wait for its next byte (server only; null for no limit). Its
-    /// deadline sources are reused from read to read.</summary>
+    /// <summary>How long a read of a body may wait for its next byte (null for no limit). Its deadline sources are reused
+    /// from read to read.</summary>
     public TimeSpan? BodyIdleTimeout
     {
         get => bodyIdle;

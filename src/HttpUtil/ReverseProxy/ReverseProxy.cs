@@ -49,7 +49,11 @@ public sealed class ReverseProxy
     /// more CPU than 32 KiB, which lets large reads go from socket to socket (the front's pipe rents these larger
     /// buffers from the shared array pool).</summary>
     private const int DirectReadSize = 32 * 1024;
-    private static readonly Lazy<Transport> SharedTransport = new(() => new Transport { MaxIdleConnsPerHost = 256 });
+    private static readonly Lazy<Transport> SharedTransport = new(() => new Transport
+    {
+        MaxIdleConnsPerHost = 256,
+        ResponseBodyIdleTimeout = TimeSpan.FromSeconds(100),
+    });
 
     private readonly UpstreamTarget? singleHostTarget;
     private readonly DeadlinePool deadlines = new(1024);
@@ -91,7 +95,9 @@ public sealed class ReverseProxy
     public static ProxyOutcome ErrHandled => ProxyOutcome.Handled;
 
     /// <summary>The transport used when <see cref="Transport"/> is null: one <see cref="HttpUtil.Transport"/> shared by
-    /// every proxy in the process, keeping up to 256 idle connections per upstream.</summary>
+    /// every proxy in the process, keeping up to 256 idle connections per upstream, whose response bodies may pause
+    /// for at most 100 s (<see cref="HttpUtil.Transport.ResponseBodyIdleTimeout"/>, as YARP's activity timeout):
+    /// an upstream that stops part way through a body then has the client's connection aborted.</summary>
     public static Transport DefaultTransport => SharedTransport.Value;
 
     /// <summary>

@@ -39,6 +39,7 @@ internal sealed class Dialer(Transport options)
             ParserSettings = options.ParserSettings,
             MaxDrainBytes = options.MaxResponseDrainBytes,
             ExpectContinueTimeout = options.ExpectContinueTimeout,
+            BodyIdleTimeout = options.ResponseBodyIdleTimeout,
         };
         return new PooledConnection(options, pool, key, socket, stream, client)
         {

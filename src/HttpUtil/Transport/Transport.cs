@@ -79,6 +79,18 @@ public sealed class Transport : HttpMessageHandler
     /// setting, the connection is closed, and the request is not sent again.</summary>
     public TimeSpan? ResponseHeaderTimeout { get; init; }
 
+    /// <summary>How long a read of a response body may wait for its next byte (as YARP's activity timeout does for a
+    /// proxied body); null (the default, as in Go and SocketsHttpHandler) for no limit beyond the caller's token. Past
+    /// it the read throws <see cref="IOException"/> around a <see cref="TimeoutException"/> that names the setting,
+    /// and the connection is closed, never pooled. Only time spent waiting on a read counts.</summary>
+    public TimeSpan? ResponseBodyIdleTimeout
+    {
+        get => responseBodyIdleTimeout;
+        init => responseBodyIdleTimeout = value is null || value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
+    }
+
+    private readonly TimeSpan? responseBodyIdleTimeout;
+
     /// <summary>How long a request with <c>Expect: 100-continue</c> waits for the server before sending its
     /// body anyway (default 1 s); null sends the body at once.</summary>
     public TimeSpan? ExpectContinueTimeout { get; init; } = TimeSpan.FromSeconds(1);
