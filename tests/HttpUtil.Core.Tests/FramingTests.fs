@@ -53,6 +53,8 @@ let ``chunked as the final coding frames a request, in any letter case`` () =
 [<TestCase("Content-Length: 5\r\nContent-Length: 6\r\n", "DifferingContentLengths")>]
 [<TestCase("Content-Length: 5, 6\r\n", "DifferingContentLengths")>]
 [<TestCase("Content-Length: 0\r\nContent-Length: 5\r\n", "DifferingContentLengths")>]
+[<TestCase("Content-Length: 5\r\nContent-Length: 005\r\n", "DifferingContentLengths")>]
+[<TestCase("Content-Length: 05, 5\r\n", "DifferingContentLengths")>]
 [<TestCase("Content-Length: -1\r\n", "InvalidContentLength")>]
 [<TestCase("Content-Length: +5\r\n", "InvalidContentLength")>]
 [<TestCase("Content-Length: 5x\r\n", "InvalidContentLength")>]
@@ -71,6 +73,8 @@ let ``chunked as the final coding frames a request, in any letter case`` () =
 [<TestCase("Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n", "UnsupportedTransferCoding")>]
 [<TestCase("Transfer-Encoding: \"chunked\"\r\n", "UnsupportedTransferCoding")>]
 [<TestCase("Transfer-Encoding: ,\r\n", "UnsupportedTransferCoding")>]
+[<TestCase("Transfer-Encoding: chunked;q=1\r\n", "InvalidFieldValue")>]
+[<TestCase("Transfer-Encoding: gzip, Chunked ; x=y\r\n", "InvalidFieldValue")>]
 let ``ambiguous or invalid request framing is rejected`` (fields: string, kind: string) =
     let r = req fields
     Assert.That(string (kindOf r), Is.EqualTo(kind))

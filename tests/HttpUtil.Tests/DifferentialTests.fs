@@ -403,6 +403,300 @@ let ``the same requests to ServerConn, Kestrel, Node and Go: every disagreement 
     }
     |> sync
 
+// ---- generated requests: combinations of framing, field and line-ending variants -------------------------------
+
+/// A whole chunked body, and its length for a Content-Length beside it.
+let private chunked = "3\r\nabc\r\n0\r\n\r\n"
+
+/// Ways to frame a body: a name, the field lines (a line starting with whitespace continues the one before, as
+/// obs-fold) and the body. Each is complete whichever framing a peer reads it by (a Content-Length counts the bytes
+/// sent; a chunked body is whole), so no peer waits for more: only what each makes of the bytes differs.
+let framings: (string * string list * string) list =
+    let te value =
+        [ "Transfer-Encoding: " + value ], chunked
+
+    [
+        "no body", [], ""
+        "Content-Length", [ "Content-Length: 5" ], "hello"
+        "Content-Length: 0", [ "Content-Length: 0" ], ""
+        "Content-Length with leading zeros", [ "Content-Length: 005" ], "hello"
+        "Content-Length with a plus sign", [ "Content-Length: +5" ], "hello"
+        "Content-Length in hex", [ "Content-Length: 0x5" ], "hello"
+        "negative Content-Length", [ "Content-Length: -5" ], "hello"
+        "Content-Length list of equal values", [ "Content-Length: 5, 5" ], "hello"
+        "Content-Length list without space", [ "Content-Length: 5,5" ], "hello"
+        "Content-Length twice, equal", [ "Content-Length: 5"; "Content-Length: 5" ], "hello"
+        "Content-Length with a trailing tab", [ "Content-Length: 5\t" ], "hello"
+        "Content-Length with a space inside", [ "Content-Length: 5 5" ], "hello"
+        "chunked", fst (te "chunked"), snd (te "chunked")
+        "CHUNKED", fst (te "CHUNKED"), chunked
+        "chunked after a tab", [ "Transfer-Encoding:\tchunked" ], chunked
+        "chunked with trailing space", fst (te "chunked "), chunked
+        "identity, chunked", fst (te "identity, chunked"), chunked
+        "chunked, chunked", fst (te "chunked, chunked"), chunked
+        "gzip, chunked", fst (te "gzip, chunked"), chunked
+        "xchunked", fst (te "xchunked"), chunked
+        "chunked with a parameter", fst (te "chunked;q=1"), chunked
+        "chunked after a vertical tab", fst (te "\011chunked"), chunked
+        "chunked, then identity in a second field",
+        [ "Transfer-Encoding: chunked"; "Transfer-Encoding: identity" ],
+        chunked
+        "identity, then chunked in a second field",
+        [ "Transfer-Encoding: identity"; "Transfer-Encoding: chunked" ],
+        chunked
+        "Transfer-Encoding with a space before the colon", [ "Transfer-Encoding : chunked" ], chunked
+        "Transfer-Encoding folded onto a second line", [ "Transfer-Encoding:"; " chunked" ], chunked
+        "Transfer_Encoding", [ "Transfer_Encoding: chunked" ], chunked
+        "Content-Length, then Transfer-Encoding",
+        [ sprintf "Content-Length: %d" chunked.Length; "Transfer-Encoding: chunked" ],
+        chunked
+        "Transfer-Encoding, then Content-Length",
+        [ "Transfer-Encoding: chunked"; sprintf "Content-Length: %d" chunked.Length ],
+        chunked
+        "Content-Length and xchunked",
+        [ sprintf "Content-Length: %d" chunked.Length; "Transfer-Encoding: xchunked" ],
+        chunked
+        "Content-Length and a Transfer-Encoding with a space before the colon",
+        [ sprintf "Content-Length: %d" chunked.Length; "Transfer-Encoding : chunked" ],
+        chunked
+        "chunk size with leading zeros", fst (te "chunked"), "003\r\nabc\r\n0\r\n\r\n"
+        "chunk size in capitals", fst (te "chunked"), "A\r\n0123456789\r\n0\r\n\r\n"
+        "chunk extension", fst (te "chunked"), "3;name=value\r\nabc\r\n0\r\n\r\n"
+        "chunk extension with a quoted value", fst (te "chunked"), "3;n=\"v; w\"\r\nabc\r\n0\r\n\r\n"
+        "whitespace before a chunk extension", fst (te "chunked"), "3 ;n\r\nabc\r\n0\r\n\r\n"
+        "chunk size 0x3", fst (te "chunked"), "0x3\r\nabc\r\n0\r\n\r\n"
+        "trailer field", fst (te "chunked"), "3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n"
+        "chunk data longer than its size", fst (te "chunked"), "2\r\nabc\r\n0\r\n\r\n"
+    ]
+
+/// One generated request: its name and bytes.
+let private generatedRequest (meth: string) (framingName, lines: string list, body: string) (extra: string) (lf: bool) =
+    let head =
+        [
+            yield "Host: t.test"
+            yield! lines
+            if extra <> "" then
+                yield extra
+        ]
+        |> List.fold (fun (acc: string) (l: string) -> acc + l + "\r\n") ""
+
+    let requestLine = sprintf "%s /g?x=1 HTTP/1.1%s" meth (if lf then "\n" else "\r\n")
+
+    let name =
+        sprintf
+            "%s | %s | %s%s"
+            meth
+            framingName
+            (if extra = "" then "-" else extra)
+            (if lf then " | LF after the request line" else "")
+
+    name, framingName, requestLine + head + "\r\n" + body
+
+/// Every combination: method, framing, an extra field and the request line's end.
+let generatedRequests () =
+    [
+        for meth in [ "POST"; "GET" ] do
+            for framing in framings do
+                for extra in [ ""; "X-A:  b \t" ] do
+                    for lf in [ false; true ] do
+                        generatedRequest meth framing extra lf
+    ]
+
+/// Framings only ServerConn may accept when all three peers refuse, with the rule (docs/CONFORMANCE.md).
+let private weAloneMayAccept =
+    Map.ofList
+        [
+            "Content-Length list of equal values",
+            "RFC 9110 section 8.6: a list of identical values MAY be taken as one"
+            "Content-Length list without space", "RFC 9110 section 8.6: a list of identical values MAY be taken as one"
+            "whitespace before a chunk extension",
+            "RFC 9112 section 7.1.1: chunk-ext allows BWS before ';', which a recipient MUST parse and remove (RFC 9110 section 5.6.3)"
+        ]
+
+/// A random request for long runs: one to three framings' field lines together (each line's name in a random case,
+/// its value with random padding, its end CRLF or now and then a bare LF) and the longest of their bodies, which is at
+/// least as long as any Content-Length among them: a peer reading by any of the framings does not wait for more.
+let private randomRequest (rng: Random) =
+    let pick (xs: 'T list) = xs[rng.Next xs.Length]
+    let chosen = [ for _ in 0 .. rng.Next 3 -> pick framings ]
+
+    let mutate (line: string) =
+        let colon = line.IndexOf ':'
+
+        if colon <= 0 || Char.IsWhiteSpace line[0] then
+            line
+        else
+            let name = line.Substring(0, colon)
+            let value = line.Substring(colon + 1)
+
+            let name =
+                match rng.Next 4 with
+                | 0 -> name.ToLowerInvariant()
+                | 1 -> name.ToUpperInvariant()
+                | _ -> name
+
+            let value =
+                match rng.Next 5 with
+                | 0 -> " " + value
+                | 1 -> "\t" + value.TrimStart()
+                | 2 -> value + " "
+                | _ -> value
+
+            name + ":" + value
+
+    let ending () =
+        if rng.Next 12 = 0 then "\n" else "\r\n"
+
+    let meth = pick [ "POST"; "GET"; "PUT" ]
+
+    let lines =
+        "Host: t.test"
+        :: (chosen |> List.collect (fun (_, l, _) -> l) |> List.map mutate)
+
+    let _, _, body = chosen |> List.maxBy (fun (_, _, b) -> b.Length)
+
+    let raw =
+        sprintf "%s /r HTTP/1.1%s" meth (ending ())
+        + (lines |> List.map (fun l -> l + ending ()) |> String.concat "")
+        + "\r\n"
+        + body
+
+    let names = chosen |> List.map (fun (n, _, _) -> n)
+    sprintf "random %s | %s" meth (String.Join(" + ", names)), names, raw
+
+/// Checks raw requests against ServerConn, Kestrel, Node and Go: where we and a peer both accept one, we read the same
+/// method, target and body (else a smuggling-class difference); and we accept none that all three refuse unless one
+/// of its framings is in `weAloneMayAccept`. Disagreements of other kinds are tallied and reported, not failed.
+let private checkGenerated (cases: seq<string * string list * string>) =
+    task {
+        use ours = serverConnPeer ()
+        use kestrel = kestrelPeer ()
+
+        use node =
+            new ProgramPeer("node", [ Path.Combine(repositoryRoot (), "tests", "peers", "echo-server.js") ])
+
+        use go = new ProgramPeer(goPeerBinary.Force(), [])
+        let peers = [ "kestrel", kestrel.Port; "node", node.Port; "go", go.Port ]
+        let violations = ResizeArray<string>()
+        let tally = Collections.Generic.Dictionary<string, int>()
+        let report = StringBuilder()
+        let mutable count = 0
+
+        for name, framingNames, raw in cases do
+            count <- count + 1
+            let! mine = exchange ours.Port false raw
+            let o = outcome mine
+            let theirs = ResizeArray()
+
+            for peer, port in peers do
+                let! answer = exchange port false raw
+                theirs.Add((peer, outcome answer))
+
+            let verdict =
+                match o with
+                | Accepted _ -> "accepts"
+                | Refused s -> sprintf "refuses (%d)" s
+
+            let line = StringBuilder(sprintf "%s: serverconn %s" name verdict)
+
+            for peer, t in theirs do
+                match o, t with
+                | Accepted(m1, t1, _, b1), Accepted(m2, t2, _, b2) when (m1, t1, b1) <> (m2, t2, b2) ->
+                    violations.Add(
+                        sprintf
+                            "%s (%s): %s read another message (%A against our %A)"
+                            name
+                            (JsonSerializer.Serialize raw)
+                            peer
+                            (m2, t2, b2)
+                            (m1, t1, b1)
+                    )
+                | _ -> ()
+
+                match difference o t with
+                | Some d ->
+                    let kind =
+                        sprintf "%s: %s" peer (if d.StartsWith "fields" then "fields differ" else d)
+
+                    tally[kind] <-
+                        (match tally.TryGetValue kind with
+                         | true, n -> n
+                         | _ -> 0)
+                        + 1
+
+                    line.Append(sprintf "; %s differs (%s)" peer d) |> ignore
+                | None -> ()
+
+            let allRefuse = theirs |> Seq.forall (fun (_, t) -> t.IsRefused)
+
+            if
+                o.IsAccepted
+                && allRefuse
+                && not (framingNames |> List.exists weAloneMayAccept.ContainsKey)
+            then
+                violations.Add(
+                    sprintf
+                        "%s (%s): we accept what Kestrel, Node and Go all refuse"
+                        name
+                        (JsonSerializer.Serialize raw)
+                )
+
+            report.AppendLine(line.ToString()) |> ignore
+
+        TestContext.Out.WriteLine(sprintf "%d generated requests; disagreements by kind:" count)
+
+        for KeyValue(k, n) in tally |> Seq.sortBy (fun kv -> kv.Key) do
+            TestContext.Out.WriteLine(sprintf "  %-55s %d" k n)
+
+        TestContext.Out.WriteLine(report.ToString())
+        Assert.That(violations, Is.Empty, String.Join("\n", violations))
+    }
+
+[<Test>]
+let ``generated requests to ServerConn, Kestrel, Node and Go: where two accept they read the same message, and we never accept alone what the rule does not allow``
+    ()
+    =
+    checkGenerated (
+        generatedRequests ()
+        |> List.map (fun (name, framing, raw) -> name, [ framing ], raw)
+    )
+    |> sync
+
+/// Random requests: 1,000 from a fixed seed in every run, or as many as fit in HTTPUTIL_DIFF_SECONDS (the Differential
+/// target) from seed HTTPUTIL_DIFF_SEED or a new one, which it prints so a failure can be replayed.
+[<Test>]
+let ``random requests: where two accept they read the same message, and we never accept alone what the rule does not allow``
+    ()
+    =
+    let seconds =
+        match Environment.GetEnvironmentVariable "HTTPUTIL_DIFF_SECONDS" with
+        | null
+        | "" -> None
+        | s -> Some(float s)
+
+    let seed =
+        match Environment.GetEnvironmentVariable "HTTPUTIL_DIFF_SEED", seconds with
+        | (null | ""), None -> 20261130
+        | (null | ""), Some _ -> Random.Shared.Next()
+        | s, _ -> int s
+
+    TestContext.Out.WriteLine(sprintf "seed %d (HTTPUTIL_DIFF_SEED)" seed)
+    let rng = Random seed
+
+    match seconds with
+    | None -> checkGenerated [ for _ in 1..1000 -> randomRequest rng ] |> sync
+    | Some seconds ->
+        let until = DateTime.UtcNow.AddSeconds seconds
+
+        let cases =
+            seq {
+                while DateTime.UtcNow < until do
+                    yield randomRequest rng
+            }
+
+        // A long run has its own bound instead of the I/O tests' minute.
+        (checkGenerated cases).WaitAsync(TimeSpan.FromSeconds(seconds + 300.0)).GetAwaiter().GetResult()
+
 // ---- responses: ClientConn against Node's and Go's HTTP clients ------------------------------------------------
 
 /// The response cases: a name and the raw bytes a server sends (then it closes the connection).

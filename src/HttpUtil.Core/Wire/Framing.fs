@@ -18,10 +18,13 @@ type BodyLength =
 let private err kind message = Error(HttpError.create kind 0L message)
 
 /// The value of the Content-Length fields: absent, one valid value (repeated identical values,
-/// in one field as a list or in several fields, count as one), or an error.
+/// in one field as a list or in several fields, count as one), or an error. Identical means the same digits:
+/// `5` and `005` are the same number but not the same value (RFC 9110 section 8.6 allows only identical values),
+/// and Kestrel, llhttp and Go refuse them together too.
 let contentLength (headers: Headers) : Result<int64 voption, HttpError> =
     let fields = headers.AsSpan()
     let mutable result = Ok ValueNone
+    let mutable width = 0
     let mutable i = 0
 
     // Every element of every Content-Length field, read from spans: the common single value
@@ -78,15 +81,17 @@ let contentLength (headers: Headers) : Result<int64 voption, HttpError> =
                                 (element.ToString()))
                 else
                     match result with
-                    | Ok(ValueSome m) when m <> n ->
+                    | Ok(ValueSome m) when m <> n || element.Length <> width ->
                         result <-
                             err
                                 ErrorKind.DifferingContentLengths
                                 (sprintf
-                                    "Content-Length values %d and %d differ; the message framing is ambiguous (RFC 9112 section 6.3)"
-                                    m
-                                    n)
-                    | _ -> result <- Ok(ValueSome n)
+                                    "Content-Length values %s and %s differ; the message framing is ambiguous (RFC 9112 section 6.3)"
+                                    (m.ToString().PadLeft(width, '0'))
+                                    (element.ToString()))
+                    | _ ->
+                        width <- element.Length
+                        result <- Ok(ValueSome n)
 
         i <- i + 1
 
@@ -98,6 +103,16 @@ let transferCodings (headers: Headers) =
     |> List.map (fun c ->
         let semi = c.IndexOf(';')
         (if semi >= 0 then c.Substring(0, semi) else c).Trim(' ', '\t').ToLowerInvariant())
+
+/// True when a Transfer-Encoding element is chunked with parameters (`chunked;q=1`): chunked defines none, and their
+/// presence is treated as an error (RFC 9112 section 7), as Kestrel, llhttp and Go do.
+let private chunkedWithParameters (headers: Headers) =
+    Headers.listValues "Transfer-Encoding" headers
+    |> List.exists (fun c ->
+        let semi = c.IndexOf(';')
+
+        semi >= 0
+        && c.Substring(0, semi).Trim(' ', '\t').Equals("chunked", StringComparison.OrdinalIgnoreCase))
 
 /// True when chunked is the final transfer coding.
 let private chunkedLast codings =
@@ -137,6 +152,10 @@ let private framing (version: Http1Version) (headers: Headers) (isRequest: bool)
             err
                 ErrorKind.TransferEncodingInHttp10
                 "Transfer-Encoding in an HTTP/1.0 message; the framing is faulty (RFC 9112 section 6.1)"
+        elif hasTe && chunkedWithParameters headers then
+            err
+                ErrorKind.InvalidFieldValue
+                "Transfer-Encoding gives chunked parameters, which it does not define (RFC 9112 section 7)"
         elif hasTe then
             let codings = transferCodings headers
 
