@@ -753,15 +753,19 @@ type ResponseOutcome =
 let private framingField (name: string) =
     name = "content-length" || name = "transfer-encoding"
 
-/// Serves case N of the response corpus to a request for /case/N, then closes.
-let private responseServer () =
+/// Serves case N of `responses` to a request for /case/N, then closes.
+let private responseServerOf (responses: string list) =
     new ScriptedServer(fun _ s ->
         task {
             let! head = readHead s
             let path = head.Split(' ')[1]
             let i = int (path.Substring "/case/".Length)
-            do! writeText s (snd responseCorpus[i])
+            do! writeText s responses[i]
         })
+
+/// Serves the response corpus.
+let private responseServer () =
+    responseServerOf (List.map snd responseCorpus)
 
 let private clientConnReads (port: int) (i: int) =
     task {
@@ -860,5 +864,90 @@ let ``the same responses to ClientConn, Node's client and Go's client: every dis
 
         TestContext.Out.WriteLine(report.ToString())
         assertOnlyKnown expectedResponses found
+    }
+    |> sync
+
+/// Generated responses: each framing of the generated requests on a 200, with CRLF or a bare LF after the status line.
+let generatedResponses () =
+    [
+        for framingName, lines, body in framings do
+            for lf in [ false; true ] do
+                let head = lines |> List.fold (fun (acc: string) (l: string) -> acc + l + "\r\n") ""
+
+                sprintf "%s%s" framingName (if lf then " | LF after the status line" else ""),
+                framingName,
+                sprintf "HTTP/1.1 200 OK%sX-A: 1\r\n%s\r\n%s" (if lf then "\n" else "\r\n") head body
+    ]
+
+/// Framings only ClientConn may read when Node's and Go's clients both refuse, with the rule (docs/CONFORMANCE.md).
+let private weAloneMayRead =
+    Map.ofList
+        [
+            "Content-Length list of equal values",
+            "RFC 9110 section 8.6: a list of identical values MAY be taken as one"
+            "Content-Length list without space", "RFC 9110 section 8.6: a list of identical values MAY be taken as one"
+            "whitespace before a chunk extension",
+            "RFC 9112 section 7.1.1: chunk-ext allows BWS before ';', which a recipient MUST parse and remove"
+        ]
+
+[<Test>]
+let ``generated responses to ClientConn, Node's client and Go's client: where two read one they read the same message, and we never read alone what the rule does not allow``
+    ()
+    =
+    task {
+        let cases = generatedResponses ()
+        use server = responseServerOf (cases |> List.map (fun (_, _, raw) -> raw))
+        let fetch = Path.Combine(repositoryRoot (), "tests", "peers", "fetch-client.js")
+        let go = goPeerBinary.Force()
+        let violations = ResizeArray<string>()
+        let report = StringBuilder()
+
+        for i, (name, framing, raw) in List.indexed cases do
+            let path = sprintf "/case/%d" i
+            let! ours = clientConnReads server.Port i
+
+            let line =
+                StringBuilder(sprintf "%s: clientconn %s" name (if ours.IsRead then "reads" else "refuses"))
+
+            let theirs = ResizeArray()
+
+            for peer, file, args in
+                [
+                    "node", "node", [ fetch; string server.Port; path ]
+                    "go", go, [ "client"; string server.Port; path ]
+                ] do
+                let! t = peerReads file args
+                theirs.Add t
+
+                match ours, t with
+                | Read(s1, _, b1), Read(s2, _, b2) when (s1, b1) <> (s2, b2) ->
+                    violations.Add(
+                        sprintf
+                            "%s (%s): %s read another message (%d %A against our %d %A)"
+                            name
+                            (JsonSerializer.Serialize raw)
+                            peer
+                            s2
+                            b2
+                            s1
+                            b1
+                    )
+                | Read _, Rejected -> line.Append(sprintf "; %s refuses" peer) |> ignore
+                | Rejected, Read _ -> line.Append(sprintf "; %s reads" peer) |> ignore
+                | _ -> ()
+
+            if
+                ours.IsRead
+                && theirs |> Seq.forall (fun t -> t.IsRejected)
+                && not (weAloneMayRead.ContainsKey framing)
+            then
+                violations.Add(
+                    sprintf "%s (%s): we read what Node and Go both refuse" name (JsonSerializer.Serialize raw)
+                )
+
+            report.AppendLine(line.ToString()) |> ignore
+
+        TestContext.Out.WriteLine(report.ToString())
+        Assert.That(violations, Is.Empty, String.Join("\n", violations))
     }
     |> sync
