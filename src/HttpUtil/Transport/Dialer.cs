@@ -128,21 +128,21 @@ internal sealed class Dialer(Transport options)
             if (trace?.ConnectStart is { } connectStart) Hooks.Fire(nameof(ClientTrace.ConnectStart), connectStart, new ConnectStartInfo("tcp", text));
             var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             Exception? error = null;
-            using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct))
+            try
             {
-                timeout.CancelAfter(options.ConnectTimeout);
-                try
-                {
-                    await socket.ConnectAsync(endPoint, timeout.Token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-                {
-                    error = new TimeoutException($"connecting to {text} took longer than {options.ConnectTimeout.TotalSeconds:0.###} s (ConnectTimeout)");
-                }
-                catch (Exception ex)
-                {
-                    error = ex;
-                }
+                await TimeLimit.RunAsync((socket, endPoint, text, limit: options.ConnectTimeout),
+                    static async (s, token) =>
+                    {
+                        await s.socket.ConnectAsync(s.endPoint, token).ConfigureAwait(false);
+                        return true;
+                    },
+                    options.ConnectTimeout,
+                    static s => new TimeoutException($"connecting to {s.text} took longer than {s.limit.TotalSeconds:0.###} s (ConnectTimeout)"),
+                    ct).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                error = ex;
             }
             if (error is null)
             {
@@ -181,8 +181,6 @@ internal sealed class Dialer(Transport options)
     {
         Hooks.Fire(nameof(ClientTrace.TlsHandshakeStart), trace?.TlsHandshakeStart);
         var ssl = new SslStream(inner, leaveInnerStreamOpen: false);
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        if (options.TlsHandshakeTimeout is { } limit) deadline.CancelAfter(limit);
         var auth = new SslClientAuthenticationOptions
         {
             TargetHost = host,
@@ -192,15 +190,19 @@ internal sealed class Dialer(Transport options)
         };
         try
         {
-            await ssl.AuthenticateAsClientAsync(auth, deadline.Token).ConfigureAwait(false);
+            await TimeLimit.RunAsync((ssl, auth, host, limit: options.TlsHandshakeTimeout),
+                static async (s, token) =>
+                {
+                    await s.ssl.AuthenticateAsClientAsync(s.auth, token).ConfigureAwait(false);
+                    return true;
+                },
+                options.TlsHandshakeTimeout,
+                static s => new TimeoutException($"the TLS handshake with {s.host} took longer than {s.limit?.TotalSeconds:0.###} s (TlsHandshakeTimeout)"),
+                ct).ConfigureAwait(false);
         }
-        catch (Exception caught)
+        catch (Exception ex)
         {
             await ssl.DisposeAsync().ConfigureAwait(false);
-            var ex = caught is OperationCanceledException && !ct.IsCancellationRequested
-                ? new TimeoutException(
-                    $"the TLS handshake with {host} took longer than {options.TlsHandshakeTimeout?.TotalSeconds:0.###} s (TlsHandshakeTimeout)")
-                : caught;
             Hooks.Fire(nameof(ClientTrace.TlsHandshakeDone), trace?.TlsHandshakeDone, new TlsHandshakeDoneInfo(null, ex));
             if (ex is OperationCanceledException && ct.IsCancellationRequested) throw;
             throw new HttpRequestException($"the TLS handshake with {host} failed: {ex.Message}", ex);

@@ -232,20 +232,11 @@ public sealed class Transport : HttpMessageHandler
     }
 
     /// <summary>Reads the response head within <paramref name="limit"/>; past it, a <see cref="TimeoutException"/>.</summary>
-    private static async ValueTask<(HttpResponseMessage, BodyReadStream)> ReadWithinAsync(ClientConn client, HttpRequestMessage request,
-        TimeSpan limit, CancellationToken ct)
-    {
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        deadline.CancelAfter(limit);
-        try
-        {
-            return await client.ReadCoreAsync(request, deadline.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-        {
-            throw new TimeoutException($"no response head within {limit.TotalSeconds:0.###} s of writing the request (ResponseHeaderTimeout)");
-        }
-    }
+    private static ValueTask<(HttpResponseMessage, BodyReadStream)> ReadWithinAsync(ClientConn client, HttpRequestMessage request,
+        TimeSpan limit, CancellationToken ct) =>
+        TimeLimit.RunAsync((client, request, limit), static (s, token) => s.client.ReadCoreAsync(s.request, token), limit,
+            static s => new TimeoutException($"no response head within {s.limit.TotalSeconds:0.###} s of writing the request (ResponseHeaderTimeout)"),
+            ct);
 
     /// <summary>After a 101: the connection leaves the pool and becomes the response's content, a stream that
     /// reads what the server sends and writes to it (as SocketsHttpHandler hands it out).</summary>
