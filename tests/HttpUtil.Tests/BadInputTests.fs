@@ -338,18 +338,9 @@ let ``ServerConn: a chunked body that grows past MaxRequestBodyBytes fails as it
 
         let! request = conn.ReadAsync()
         let! body = request.Content.ReadAsStreamAsync()
-        let buffer = Array.zeroCreate<byte> 4096
 
         let ex =
-            Assert.ThrowsAsync<MalformedMessageException>(fun () ->
-                task {
-                    let mutable n = 1
-
-                    while n > 0 do
-                        let! got = body.ReadAsync(buffer, 0, buffer.Length)
-                        n <- got
-                }
-                :> Task)
+            Assert.ThrowsAsync<MalformedMessageException>(fun () -> countToEnd 4096 body :> Task)
 
         Assert.That(ex.Error.Kind, Is.EqualTo ErrorKind.BodyTooLarge)
         Assert.That(ex.Error.StatusHint, Is.EqualTo 413)
@@ -400,15 +391,7 @@ let ``ServerConn: a request body that stops arriving fails the read after BodyId
         Assert.That(first, Is.GreaterThan 0, "what arrived is read")
 
         let ex =
-            Assert.ThrowsAsync<RequestTimeoutException>(fun () ->
-                task {
-                    let mutable n = 1
-
-                    while n > 0 do
-                        let! r = body.ReadAsync(buffer, 0, buffer.Length)
-                        n <- r
-                }
-                :> Task)
+            Assert.ThrowsAsync<RequestTimeoutException>(fun () -> countToEnd buffer.Length body :> Task)
 
         Assert.That(ex.Error.Kind, Is.EqualTo ErrorKind.BodyTimeout)
         Assert.That(ex.Error.StatusHint, Is.EqualTo 408)
@@ -449,18 +432,9 @@ let ``ServerConn: a request body trickled a byte at a time, each well inside the
 
         let! request = conn.ReadAsync()
         use! body = request.Content.ReadAsStreamAsync()
-        let buffer = Array.zeroCreate<byte> 64
 
         let ex =
-            Assert.ThrowsAsync<RequestTimeoutException>(fun () ->
-                task {
-                    let mutable n = 1
-
-                    while n > 0 do
-                        let! r = body.ReadAsync(buffer, 0, buffer.Length)
-                        n <- r
-                }
-                :> Task)
+            Assert.ThrowsAsync<RequestTimeoutException>(fun () -> countToEnd 64 body :> Task)
 
         stop.Cancel()
         do! trickle
@@ -584,6 +558,7 @@ let private sendToSlowReader (make: Stream -> ServerConn) (size: int) (step: int
         return outcome, total
     }
 
+/// The messages of `e` and its inner exceptions, outermost first.
 let private messagesOf (e: exn) =
     Seq.unfold (fun (e: exn) -> if isNull e then None else Some(e.Message, e.InnerException)) e
     |> String.concat " | "
@@ -661,11 +636,6 @@ let ``ServerConn: a client that never reads fails the write after SendTimeout in
         let! first = Task.WhenAny(write, Task.Delay(TimeSpan.FromSeconds 30.0))
         Assert.That(first, Is.SameAs write, "the write was still blocked")
         let ex = Assert.CatchAsync<Exception>(fun () -> write)
-
-        let messages =
-            Seq.unfold (fun (e: exn) -> if isNull e then None else Some(e.Message, e.InnerException)) ex
-            |> String.concat " | "
-
-        Assert.That(messages, Does.Contain "SendTimeout")
+        Assert.That(messagesOf ex, Does.Contain "SendTimeout")
     }
     |> sync

@@ -821,15 +821,7 @@ let ``100 MB up and 100 MB down stream through the proxy with the heap bounded``
                             .Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()
                             .MaxRequestBodySize <- Nullable()
 
-                        let buffer = Array.zeroCreate<byte> 65536
-                        let mutable total = 0L
-                        let mutable n = 1
-
-                        while n > 0 do
-                            let! got = ctx.Request.Body.ReadAsync(buffer, 0, buffer.Length)
-                            n <- got
-                            total <- total + int64 got
-
+                        let! total = countToEnd 65536 ctx.Request.Body
                         do! ctx.Response.WriteAsync(string total)
                     else
                         ctx.Response.ContentLength <- size
@@ -853,15 +845,7 @@ let ``100 MB up and 100 MB down stream through the proxy with the heap bounded``
                         client.GetAsync(frontend.Uri "/down", HttpCompletionOption.ResponseHeadersRead)
 
                     use! s = down.Content.ReadAsStreamAsync()
-                    let buffer = Array.zeroCreate<byte> 65536
-                    let mutable total = 0L
-                    let mutable n = 1
-
-                    while n > 0 do
-                        let! got = s.ReadAsync(buffer, 0, buffer.Length)
-                        n <- got
-                        total <- total + int64 got
-
+                    let! total = countToEnd 65536 s
                     Assert.That(total, Is.EqualTo size)
                 }
                 :> Task)

@@ -341,10 +341,9 @@ let ``ReverseProxy: an upstream answer cut mid-body aborts the client's connecti
     }
     |> sync
 
-/// The messages of `e` and its inner exceptions, outermost first.
-let private messagesOf (e: exn) =
-    Seq.unfold (fun (e: exn) -> if isNull e then None else Some(e.Message, e.InnerException)) e
-    |> String.concat " | "
+/// A relay whose first connection pauses `pause` after 5,000 bytes of the answer; later ones are clean.
+let private pausedOnce (port: int) (pause: TimeSpan) =
+    new FaultRelay(port, (fun i -> if i = 0 then PauseResponseAfter(5000, pause) else Clean))
 
 [<Test>]
 let ``a pause in the upstream's body shorter than ResponseBodyIdleTimeout is waited out, and the connection is reused``
@@ -353,15 +352,7 @@ let ``a pause in the upstream's body shorter than ResponseBodyIdleTimeout is wai
     task {
         use k = upstream ()
 
-        use relay =
-            new FaultRelay(
-                k.Port,
-                (fun i ->
-                    if i = 0 then
-                        PauseResponseAfter(5000, TimeSpan.FromMilliseconds 200.0)
-                    else
-                        Clean)
-            )
+        use relay = pausedOnce k.Port (TimeSpan.FromMilliseconds 200.0)
 
         use transport =
             new Transport(ResponseBodyIdleTimeout = Nullable(TimeSpan.FromSeconds 20.0))
@@ -382,15 +373,7 @@ let ``a pause in the upstream's body longer than ResponseBodyIdleTimeout fails t
     task {
         use k = upstream ()
 
-        use relay =
-            new FaultRelay(
-                k.Port,
-                (fun i ->
-                    if i = 0 then
-                        PauseResponseAfter(5000, TimeSpan.FromMinutes 5.0)
-                    else
-                        Clean)
-            )
+        use relay = pausedOnce k.Port (TimeSpan.FromMinutes 5.0)
 
         use transport =
             new Transport(ResponseBodyIdleTimeout = Nullable(TimeSpan.FromMilliseconds 300.0))
@@ -430,15 +413,7 @@ let ``ReverseProxy: an upstream body that stops part way is given up after the t
     task {
         use k = upstream ()
 
-        use relay =
-            new FaultRelay(
-                k.Port,
-                (fun i ->
-                    if i = 0 then
-                        PauseResponseAfter(5000, TimeSpan.FromMinutes 5.0)
-                    else
-                        Clean)
-            )
+        use relay = pausedOnce k.Port (TimeSpan.FromMinutes 5.0)
 
         use transport =
             new Transport(ResponseBodyIdleTimeout = Nullable(TimeSpan.FromMilliseconds 300.0))

@@ -75,6 +75,21 @@ let readToEnd (s: Stream) =
         return ms.ToArray()
     }
 
+/// Reads `s` to its end in reads of up to `size` bytes, keeping nothing; the number of bytes read.
+let countToEnd (size: int) (s: Stream) =
+    task {
+        let buffer = Array.zeroCreate<byte> size
+        let mutable total = 0L
+        let mutable n = 1
+
+        while n > 0 do
+            let! got = s.ReadAsync(buffer, 0, buffer.Length)
+            n <- got
+            total <- total + int64 got
+
+        return total
+    }
+
 /// Times a test-side await out, so a hang fails the test instead of the run.
 let within (seconds: float) (t: Task<'T>) =
     t.WaitAsync(TimeSpan.FromSeconds seconds)
