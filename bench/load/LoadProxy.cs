@@ -20,6 +20,8 @@ internal static class LoadProxy
         builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, port));
         var app = builder.Build();
         var proxy = ReverseProxy.NewSingleHost(upstream);
+        // --body-idle none: a Transport like the default one but without its response body idle timeout (to measure it).
+        if (o.Get("body-idle", "") == "none") proxy.Transport = new Transport { MaxIdleConnsPerHost = 256 };
         app.Run(proxy.ServeHttpAsync);
         await app.StartAsync();
         Console.WriteLine("ready");

@@ -8,6 +8,7 @@ of the proxy's processes over the measured window, from /proc), its peak RSS and
     bench/proxy/run.py                          # 3 rounds, about 8 minutes
     bench/proxy/run.py --rounds 1 --proxies httputil,yarp --sizes 1k
     bench/proxy/run.py --proxies httputil,httputil+telemetry,yarp   # the cost of a full telemetry listener
+    bench/proxy/run.py --proxies httputil,httputil-body-idle,yarp   # the cost of ResponseBodyIdleTimeout (off in the second)
 
 Needs nginx, haproxy and wrk (apt-get install nginx-light haproxy wrk). YARP is restored from NuGet and built
 outside the solution (bench/proxy/yarp, see ../shared/TOOLCHAIN.md for its System.IO.Hashing workaround).
@@ -66,10 +67,12 @@ def tree_peak_rss_mb(pid):
 
 def start_proxy(kind, port, upstream_port, workdir, yarp_dll):
     upstream = f"http://127.0.0.1:{upstream_port}/"
-    if kind in ("httputil", "httputil+telemetry"):
+    if kind in ("httputil", "httputil+telemetry", "httputil-body-idle"):
         cmd = ["dotnet", LOAD_DLL, "proxy", "--upstream", upstream, "--port", str(port)]
         if kind == "httputil+telemetry":
             cmd += ["--telemetry", "full"]
+        if kind == "httputil-body-idle":
+            cmd += ["--body-idle", "none"]
     elif kind == "yarp":
         cmd = ["dotnet", yarp_dll, "--upstream", upstream, "--port", str(port)]
     elif kind == "haproxy":

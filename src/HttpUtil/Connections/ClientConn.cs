@@ -82,9 +82,10 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     public TimeSpan? ExpectContinueTimeout { get; init; }
 
     /// <summary>How long a read of a response body may wait for its next byte; null (the default, as in Go) for no limit
-    /// beyond the caller's token. Past it the read throws <see cref="IOException"/> around a <see cref="TimeoutException"/>
-    /// naming this setting, and the read side is broken: an upstream that stops part way through a body cannot hold
-    /// the reader forever. Only time spent waiting on a read counts.</summary>
+    /// beyond the caller's token. Past it (checked four times a second, so within a quarter of a second after it) the
+    /// connection is closed and the read throws <see cref="IOException"/> around a <see cref="TimeoutException"/> naming
+    /// this setting: an upstream that stops part way through a body cannot hold the reader forever. Only time spent
+    /// waiting on a read counts. A read costs no timer: one heartbeat checks every connection.</summary>
     public TimeSpan? BodyIdleTimeout
     {
         get => shell.BodyIdleTimeout;

@@ -188,9 +188,9 @@ internal sealed class BodyReadStream : Stream
             int n;
             try
             {
-                n = deadlines is { } limits
-                    ? await ReadWithinAsync(buffer, limits, cancellationToken).ConfigureAwait(false)
-                    : await ReadCoreAsync(buffer, cancellationToken).ConfigureAwait(false);
+                n = deadlines is null ? await ReadCoreAsync(buffer, cancellationToken).ConfigureAwait(false)
+                    : deadlines.Watch is { } watch ? await ReadWatchedAsync(buffer, watch, cancellationToken).ConfigureAwait(false)
+                    : await ReadWithinAsync(buffer, deadlines, cancellationToken).ConfigureAwait(false);
             }
             catch
             {
@@ -206,31 +206,52 @@ internal sealed class BodyReadStream : Stream
         }
     }
 
-    /// <summary>One read that fails with <see cref="RequestTimeoutException"/> (for a response, an <see cref="IOException"/>
-    /// around a <see cref="TimeoutException"/>) when no byte came within the idle timeout, or
+    /// <summary>One read of a response body under the connection's heartbeat-checked idle timeout: past it the heartbeat
+    /// closes the connection, and the read fails with an <see cref="IOException"/> around a <see cref="TimeoutException"/>.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<int> ReadWatchedAsync(Memory<byte> buffer, IdleWatch watch, CancellationToken ct)
+    {
+        watch.Begin();
+        try
+        {
+            return await ReadCoreAsync(buffer, ct).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (watch.Expired && !ct.IsCancellationRequested)
+        {
+            throw new IOException($"no byte of the response body for {watch.Limit.TotalSeconds:0.###} s (BodyIdleTimeout); the connection was closed",
+                new TimeoutException("the response body stopped arriving", ex));
+        }
+        finally
+        {
+            watch.End();
+        }
+    }
+
+    /// <summary>One read of a request body that fails with <see cref="RequestTimeoutException"/> when no byte came within
+    /// the idle timeout, or
     /// when waiting longer would take the body's average rate below the minimum (a slow-body client). Time spent waiting
     /// here is what the rate is measured over; the deadline source is reused from read to read.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<int> ReadWithinAsync(Memory<byte> buffer, BodyDeadlines limits, CancellationToken ct)
     {
-        var (limit, byRate) = limits.NextWait(read, Stopwatch.GetElapsedTime(0, waitedTicks));
+        // The waiting time is measured only where a rate needs it.
+        var measured = limits.Rate is not null;
+        var (limit, byRate) = measured ? limits.NextWait(read, Stopwatch.GetElapsedTime(0, waitedTicks)) : (limits.Idle!.Value, false);
         var deadline = limits.Pool.Start(ct, limit);
-        var start = Stopwatch.GetTimestamp();
+        var start = measured ? Stopwatch.GetTimestamp() : 0;
         try
         {
             return await ReadCoreAsync(buffer, deadline.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            if (!isRequest)
-                throw new IOException($"no byte of the response body for {limit.TotalSeconds:0.###} s (BodyIdleTimeout); the connection was closed",
-                    new TimeoutException("the response body stopped arriving"));
             throw byRate
                 ? RequestTimeoutException.ForBodyRate(limits.Rate!, read, Stopwatch.GetElapsedTime(0, waitedTicks + Stopwatch.GetTimestamp() - start))
                 : RequestTimeoutException.ForBody(limit);
         }
         finally
         {
-            waitedTicks += Stopwatch.GetTimestamp() - start;
+            if (measured) waitedTicks += Stopwatch.GetTimestamp() - start;
             limits.Pool.Finish(deadline);
         }
     }

@@ -16,6 +16,7 @@ internal sealed class ConnectionShell
     private readonly Dictionary<HttpRequestMessage, int> slots = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<int, InterimTally> tallies = [];
     private readonly bool ownsReader;
+    private readonly bool client;
     private readonly SendLoop send;
     private BodyReadStream? lastBody;
     private Task? closing;
@@ -23,6 +24,7 @@ internal sealed class ConnectionShell
     public ConnectionShell(bool client, Stream stream, PipeReader? reader, string objectName)
     {
         ArgumentNullException.ThrowIfNull(stream);
+        this.client = client;
         Stream = stream;
         ownsReader = reader is null;
         // Reads ask the stream for up to 32 KiB at a time: a large body comes in a few receives, not one per 4 KiB
@@ -58,7 +60,9 @@ internal sealed class ConnectionShell
         set
         {
             bodyIdle = value;
-            bodyDeadlines = value is null && bodyRate is null ? null : new BodyDeadlines(value, bodyRate);
+            bodyDeadlines = value is null && bodyRate is null ? null
+                : client && value is { } limit ? new BodyDeadlines(value, null, new IdleWatch(limit, Stream))
+                : new BodyDeadlines(value, bodyRate);
         }
     }
 

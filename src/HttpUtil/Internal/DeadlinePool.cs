@@ -17,7 +17,7 @@ internal sealed class DeadlinePool(int capacity)
     public Deadline Start(CancellationToken caller, TimeSpan limit)
     {
         if (!spare.TryDequeue(out var source)) source = new CancellationTokenSource();
-        var link = caller.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), source);
+        var link = caller.CanBeCanceled ? caller.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), source) : default;
         if (limit != Timeout.InfiniteTimeSpan) source.CancelAfter(limit);
         return new Deadline(source, link);
     }
@@ -40,9 +40,10 @@ internal readonly record struct Deadline(CancellationTokenSource Source, Cancell
     public CancellationToken Token => Source.Token;
 }
 
-/// <summary>The deadlines a connection sets once for every request body it reads: the idle timeout (longest wait for a
-/// next byte) and the minimum data rate, with the pool their sources come from. One reference per body stream.</summary>
-internal sealed class BodyDeadlines(TimeSpan? idle, MinDataRate? rate)
+/// <summary>The deadlines a connection sets once for every body it reads: the idle timeout (longest wait for a next
+/// byte) and, for request bodies, the minimum data rate, with the pool their sources come from (or, for response
+/// bodies, the heartbeat's <see cref="IdleWatch"/>). One reference per body stream.</summary>
+internal sealed class BodyDeadlines(TimeSpan? idle, MinDataRate? rate, IdleWatch? watch = null)
 {
     /// <summary>The longest a body read may wait (the <see cref="CancellationTokenSource.CancelAfter(TimeSpan)"/> bound).</summary>
     private static readonly TimeSpan Longest = TimeSpan.FromMilliseconds(int.MaxValue - 1);
@@ -50,6 +51,10 @@ internal sealed class BodyDeadlines(TimeSpan? idle, MinDataRate? rate)
     public TimeSpan? Idle { get; } = idle;
     public MinDataRate? Rate { get; } = rate;
     public DeadlinePool Pool { get; } = new(1);
+
+    /// <summary>For a client connection's response bodies: the heartbeat-checked idle timeout used instead of a
+    /// deadline per read (the connection is closed when it expires, so there is no write side to keep).</summary>
+    public IdleWatch? Watch { get; } = watch;
 
     /// <summary>How long the next read of a body may wait, <paramref name="bytes"/> of it having come in
     /// <paramref name="waited"/> of waiting, and whether the rate (rather than the idle timeout) sets that limit.</summary>

@@ -81,8 +81,9 @@ public sealed class Transport : HttpMessageHandler
 
     /// <summary>How long a read of a response body may wait for its next byte (as YARP's activity timeout does for a
     /// proxied body); null (the default, as in Go and SocketsHttpHandler) for no limit beyond the caller's token. Past
-    /// it the read throws <see cref="IOException"/> around a <see cref="TimeoutException"/> that names the setting,
-    /// and the connection is closed, never pooled. Only time spent waiting on a read counts.</summary>
+    /// it (checked four times a second) the read throws <see cref="IOException"/> around a <see cref="TimeoutException"/>
+    /// that names the setting, and the connection is closed, never pooled. Only time spent waiting on a read counts;
+    /// a read costs no timer of its own (<see cref="ClientConn.BodyIdleTimeout"/>).</summary>
     public TimeSpan? ResponseBodyIdleTimeout
     {
         get => responseBodyIdleTimeout;
