@@ -52,17 +52,14 @@ internal sealed class ConnectionShell
 
     public TimeSpan FlushTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>How long a read of a body may wait for its next byte (null for no limit). Its deadline sources are reused
-    /// from read to read.</summary>
+    /// <summary>How long a read of a body may wait for its next byte (null for no limit).</summary>
     public TimeSpan? BodyIdleTimeout
     {
         get => bodyIdle;
         set
         {
             bodyIdle = value;
-            bodyDeadlines = value is null && bodyRate is null ? null
-                : client && value is { } limit ? new BodyDeadlines(value, null, new IdleWatch(limit, Stream))
-                : new BodyDeadlines(value, bodyRate);
+            bodyDeadlines = NewBodyDeadlines();
         }
     }
 
@@ -73,13 +70,23 @@ internal sealed class ConnectionShell
         set
         {
             bodyRate = value;
-            bodyDeadlines = value is null && bodyIdle is null ? null : new BodyDeadlines(bodyIdle, value);
+            bodyDeadlines = NewBodyDeadlines();
         }
     }
 
     private TimeSpan? bodyIdle;
     private MinDataRate? bodyRate;
     private BodyDeadlines? bodyDeadlines;
+
+    /// <summary>What bodies read here are timed by: nothing; on a client, the heartbeat's <see cref="IdleWatch"/> (an
+    /// expiry closes the connection); on a server, a deadline per read, with the rate (an expiry leaves the write side
+    /// open for the 408). Its deadline sources are reused from read to read.</summary>
+    private BodyDeadlines? NewBodyDeadlines() => (bodyIdle, bodyRate) switch
+    {
+        (null, null) => null,
+        ({ } idle, _) when client => new BodyDeadlines(idle, null, new IdleWatch(idle, Stream)),
+        _ => new BodyDeadlines(bodyIdle, bodyRate),
+    };
 
     /// <summary>The slowest the peer may take what is sent (see <see cref="SendLoop.MinRate"/>).</summary>
     public MinDataRate? MinSendDataRate
