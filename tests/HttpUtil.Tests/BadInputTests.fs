@@ -477,6 +477,39 @@ let ``ServerConn: time the application spends between body reads does not count 
     |> sync
 
 [<Test>]
+let ``ClientConn: a response body that stops arriving fails the read after BodyIdleTimeout, with a TimeoutException inside``
+    ()
+    =
+    task {
+        let release = Signal()
+
+        use server =
+            new ScriptedServer(fun _ s ->
+                task {
+                    let! _ = readHead s
+                    do! writeText s "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"
+                    do! release.Wait() // the rest never comes while the client waits
+                })
+
+        use tcp = new TcpClient()
+        do! tcp.ConnectAsync(Net.IPAddress.Loopback, server.Port)
+
+        use conn =
+            new ClientConn(tcp.GetStream(), BodyIdleTimeout = Nullable(TimeSpan.FromMilliseconds 300.0))
+
+        use! response = conn.DoAsync(new HttpRequestMessage(HttpMethod.Get, server.Uri "/stall"))
+        use! body = response.Content.ReadAsStreamAsync()
+        let ex = Assert.CatchAsync<IOException>(fun () -> countToEnd 64 body :> Task)
+        release.Set()
+        Assert.That(ex.InnerException, Is.InstanceOf<TimeoutException>())
+        Assert.That(ex.Message, Does.Contain "BodyIdleTimeout")
+        // The connection is closed: the next exchange fails at once instead of waiting.
+        Assert.CatchAsync<Exception>(fun () -> conn.DoAsync(new HttpRequestMessage(HttpMethod.Get, server.Uri "/next")) :> Task)
+        |> ignore
+    }
+    |> sync
+
+[<Test>]
 let ``MinDataRate refuses a rate that is not positive and finite, and a negative grace period`` () =
     for rate in [ 0.0; -1.0; nan; infinity ] do
         Assert.Throws<ArgumentOutOfRangeException>(fun () -> MinDataRate(rate, TimeSpan.Zero) |> ignore)
