@@ -56,7 +56,8 @@ Target.create "Fuzz" (fun _ ->
     dotnetOrFail [ "test"; Path.Combine(root, "tests", "HttpUtil.Core.Tests", "HttpUtil.Core.Tests.fsproj"); "-c"; "Release"; "--no-build"; "--filter"; "TestCategory=Fuzz"; "--logger"; "console;verbosity=detailed" ])
 
 // The differential check alone: ServerConn against Kestrel, Node and Go on the corpus in DifferentialTests.fs, the
-// generated combinations, then random requests for HTTPUTIL_DIFF_SECONDS (default 300; seed HTTPUTIL_DIFF_SEED).
+// generated combinations, then random requests and random responses, each for HTTPUTIL_DIFF_SECONDS (default 300;
+// seed HTTPUTIL_DIFF_SEED).
 Target.create "Differential" (fun _ ->
     if String.IsNullOrEmpty(Environment.GetEnvironmentVariable "HTTPUTIL_DIFF_SECONDS") then
         Environment.SetEnvironmentVariable("HTTPUTIL_DIFF_SECONDS", "300")
