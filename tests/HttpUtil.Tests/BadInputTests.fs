@@ -497,17 +497,42 @@ let ``ClientConn: a response body that stops arriving fails the read after BodyI
         use conn =
             new ClientConn(tcp.GetStream(), BodyIdleTimeout = Nullable(TimeSpan.FromMilliseconds 300.0))
 
-        use! response = conn.DoAsync(new HttpRequestMessage(HttpMethod.Get, server.Uri "/stall"))
+        use! response =
+            conn.DoAsync(new HttpRequestMessage(HttpMethod.Get, server.Uri "/stall"))
+
         use! body = response.Content.ReadAsStreamAsync()
         let ex = Assert.CatchAsync<IOException>(fun () -> countToEnd 64 body :> Task)
         release.Set()
         Assert.That(ex.InnerException, Is.InstanceOf<TimeoutException>())
         Assert.That(ex.Message, Does.Contain "BodyIdleTimeout")
         // The connection is closed: the next exchange fails at once instead of waiting.
-        Assert.CatchAsync<Exception>(fun () -> conn.DoAsync(new HttpRequestMessage(HttpMethod.Get, server.Uri "/next")) :> Task)
+        Assert.CatchAsync<Exception>(fun () ->
+            conn.DoAsync(new HttpRequestMessage(HttpMethod.Get, server.Uri "/next")) :> Task)
         |> ignore
     }
     |> sync
+
+[<Test>]
+let ``a time limit of zero or less is refused on every setting that takes one; null means none`` () =
+    for bad in [ TimeSpan.Zero; TimeSpan.FromSeconds -1.0 ] do
+        let limit = Nullable bad
+        let stream () = new MemoryStream() :> Stream
+
+        for make in
+            [
+                fun () -> new ServerConn(stream (), SendTimeout = limit) :> IDisposable
+                fun () -> new ServerConn(stream (), BodyIdleTimeout = limit) :> IDisposable
+                fun () -> new ClientConn(stream (), SendTimeout = limit) :> IDisposable
+                fun () -> new ClientConn(stream (), BodyIdleTimeout = limit) :> IDisposable
+                fun () -> new Transport(ResponseBodyIdleTimeout = limit) :> IDisposable
+            ] do
+            Assert.Throws<ArgumentOutOfRangeException>(fun () -> make().Dispose()) |> ignore
+
+    use none =
+        new ServerConn(new MemoryStream(), SendTimeout = Nullable(), BodyIdleTimeout = Nullable())
+
+    Assert.That(none.SendTimeout, Is.Null)
+    Assert.That(none.BodyIdleTimeout, Is.Null)
 
 [<Test>]
 let ``MinDataRate refuses a rate that is not positive and finite, and a negative grace period`` () =

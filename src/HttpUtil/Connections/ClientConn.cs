@@ -89,7 +89,7 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     public TimeSpan? BodyIdleTimeout
     {
         get => shell.BodyIdleTimeout;
-        init => shell.BodyIdleTimeout = value is null || value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
+        init => shell.BodyIdleTimeout = value;
     }
 
     /// <summary>How long one send may wait for the peer to take its bytes (default 30 s; null for no limit). A send carries
@@ -100,7 +100,7 @@ public sealed class ClientConn : IAsyncDisposable, IDisposable
     public TimeSpan? SendTimeout
     {
         get => shell.SendTimeout;
-        init => shell.SendTimeout = value is null || value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
+        init => shell.SendTimeout = value;
     }
 
     /// <summary>How long <see cref="CloseAsync"/>, <see cref="Close"/> and <see cref="HijackAsync"/> wait for bytes

@@ -25,6 +25,9 @@ public sealed record MinDataRate
         GracePeriod = gracePeriod;
     }
 
+    /// <summary>Kestrel's default minimum data rate, both ways: 240 bytes per second after a 5 s grace period.</summary>
+    internal static MinDataRate KestrelDefault { get; } = new(240, TimeSpan.FromSeconds(5));
+
     /// <summary>The average rate, in bytes per second of waiting, a body must keep up.</summary>
     public double BytesPerSecond { get; }
 

@@ -36,8 +36,8 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
     {
         shell = new ConnectionShell(false, stream, reader, nameof(ServerConn)) {
             BodyIdleTimeout = TimeSpan.FromSeconds(30),
-            MinRequestBodyDataRate = new MinDataRate(240, TimeSpan.FromSeconds(5)),
-            MinSendDataRate = new MinDataRate(240, TimeSpan.FromSeconds(5)),
+            MinRequestBodyDataRate = MinDataRate.KestrelDefault,
+            MinSendDataRate = MinDataRate.KestrelDefault,
         };
     }
 
@@ -64,7 +64,7 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
     public TimeSpan? SendTimeout
     {
         get => shell.SendTimeout;
-        init => shell.SendTimeout = value is null || value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
+        init => shell.SendTimeout = value;
     }
 
     /// <summary>How long <see cref="CloseAsync"/>, <see cref="Close"/> and <see cref="HijackAsync"/> wait for bytes
@@ -90,7 +90,7 @@ public sealed class ServerConn : IAsyncDisposable, IDisposable
     public TimeSpan? BodyIdleTimeout
     {
         get => shell.BodyIdleTimeout;
-        init => shell.BodyIdleTimeout = value is null || value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
+        init => shell.BodyIdleTimeout = value;
     }
 
     /// <summary>The slowest a request body may arrive, averaged over the time the application waits on reads of it, like

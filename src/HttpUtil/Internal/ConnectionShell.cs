@@ -52,13 +52,13 @@ internal sealed class ConnectionShell
 
     public TimeSpan FlushTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>How long a read of a body may wait for its next byte (null for no limit).</summary>
+    /// <summary>How long a read of a body may wait for its next byte (null for no limit; positive).</summary>
     public TimeSpan? BodyIdleTimeout
     {
         get => bodyIdle;
         set
         {
-            bodyIdle = value;
+            bodyIdle = TimeLimit.PositiveOrNone(value);
             bodyDeadlines = NewBodyDeadlines();
         }
     }
@@ -95,11 +95,12 @@ internal sealed class ConnectionShell
         set => send.MinRate = value;
     }
 
-    /// <summary>How long one send may wait for the peer to take bytes (see <see cref="SendLoop.StallTimeout"/>).</summary>
+    /// <summary>How long one send may wait for the peer to take bytes (see <see cref="SendLoop.StallTimeout"/>; null for no
+    /// limit; positive).</summary>
     public TimeSpan? SendTimeout
     {
         get => send.StallTimeout;
-        set => send.StallTimeout = value;
+        set => send.StallTimeout = TimeLimit.PositiveOrNone(value);
     }
 
     /// <summary>Remembers the slot of a request written (client) or read (server) here.</summary>

@@ -50,7 +50,11 @@ internal sealed class BodyDeadlines(TimeSpan? idle, MinDataRate? rate, IdleWatch
 
     public TimeSpan? Idle { get; } = idle;
     public MinDataRate? Rate { get; } = rate;
-    public DeadlinePool Pool { get; } = new(1);
+    /// <summary>The deadline sources of per-read deadlines (made on first use: a client's bodies, timed by the
+    /// <see cref="Watch"/>, never need one).</summary>
+    public DeadlinePool Pool => pool ??= new(1);
+
+    private DeadlinePool? pool;
 
     /// <summary>For a client connection's response bodies: the heartbeat-checked idle timeout used instead of a
     /// deadline per read (the connection is closed when it expires, so there is no write side to keep).</summary>

@@ -25,4 +25,9 @@ internal static class TimeLimit
             throw expired(state);
         }
     }
+
+    /// <summary>A time-limit setting's value: positive, or null for no limit. Zero or negative throws
+    /// <see cref="ArgumentOutOfRangeException"/> (for the property's <c>value</c>).</summary>
+    public static TimeSpan? PositiveOrNone(TimeSpan? value) =>
+        value is null || value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
 }

@@ -87,7 +87,7 @@ public sealed class Transport : HttpMessageHandler
     public TimeSpan? ResponseBodyIdleTimeout
     {
         get => responseBodyIdleTimeout;
-        init => responseBodyIdleTimeout = value is null || value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
+        init => responseBodyIdleTimeout = TimeLimit.PositiveOrNone(value);
     }
 
     private readonly TimeSpan? responseBodyIdleTimeout;
