@@ -492,21 +492,25 @@ let private answerBody (seen: TaskCompletionSource<Result<int, exn>>) (conn: Ser
             do! conn.WriteAsync(request, response)
     }
 
+/// `post` through a relay with `fault` to a ServerConn (BodyIdleTimeout `idle`) that answers it with `answerBody`: what
+/// the server made of the body, and the raw answer the client read.
+let private postThroughRelay (idle: TimeSpan) (fault: Fault) =
+    task {
+        let seen = TaskCompletionSource<Result<int, exn>>()
+        let! answer = throughRelayToServerConn idle fault post (answerBody seen)
+        let! outcome = seen.Task
+        return outcome, answer
+    }
+
 [<Test>]
 let ``ServerConn: a request body paused past BodyIdleTimeout fails with BodyTimeout, and the client still gets the 408``
     ()
     =
     task {
-        let seen = TaskCompletionSource<Result<int, exn>>()
-
-        let! answer =
-            throughRelayToServerConn
+        let! outcome, answer =
+            postThroughRelay
                 (TimeSpan.FromMilliseconds 300.0)
                 (PauseRequestAfter(headLength + 10, TimeSpan.FromMinutes 5.0))
-                post
-                (answerBody seen)
-
-        let! outcome = seen.Task
 
         match outcome with
         | Error(:? RequestTimeoutException as t) -> Assert.That(t.Error.Kind, Is.EqualTo ErrorKind.BodyTimeout)
@@ -519,16 +523,10 @@ let ``ServerConn: a request body paused past BodyIdleTimeout fails with BodyTime
 [<Test>]
 let ``ServerConn: a request body paused for less than BodyIdleTimeout is read whole`` () =
     task {
-        let seen = TaskCompletionSource<Result<int, exn>>()
-
-        let! answer =
-            throughRelayToServerConn
+        let! outcome, answer =
+            postThroughRelay
                 (TimeSpan.FromSeconds 20.0)
                 (PauseRequestAfter(headLength + 10, TimeSpan.FromMilliseconds 200.0))
-                post
-                (answerBody seen)
-
-        let! outcome = seen.Task
 
         match outcome with
         | Ok length -> Assert.That(length, Is.EqualTo 100)
@@ -574,16 +572,8 @@ let ``ServerConn: a client that half-closes after its request still gets the ans
 [<Test>]
 let ``ServerConn: a client that half-closes part way through its body gets a 400 for the cut body`` () =
     task {
-        let seen = TaskCompletionSource<Result<int, exn>>()
-
-        let! answer =
-            throughRelayToServerConn
-                (TimeSpan.FromSeconds 20.0)
-                (HalfCloseRequestAfter(headLength + 10))
-                post
-                (answerBody seen)
-
-        let! outcome = seen.Task
+        let! outcome, answer =
+            postThroughRelay (TimeSpan.FromSeconds 20.0) (HalfCloseRequestAfter(headLength + 10))
 
         match outcome with
         | Error(:? MalformedMessageException as m) -> Assert.That(m.Kind, Is.EqualTo ErrorKind.UnexpectedEnd)
